@@ -1,0 +1,12 @@
+//! supervise: a declarative process supervisor.
+//!
+//! The crate is split the way the README's architecture section explains:
+//! a pure core (`config`, `plan`, `state`), one event loop (`runtime`) that owns all
+//! runtime state, and small OS edges (`os`, `logs`).
+
+pub mod config;
+pub mod logs;
+pub mod os;
+pub mod plan;
+pub mod runtime;
+pub mod state;
