@@ -1,1 +1,309 @@
-//! (placeholder)
+//! The event loop: the one owner of runtime state.
+//!
+//! One thread polls a single `mio::Poll` for signals (SIGCHLD included, through
+//! signal-hook's self-pipe), the instances' pipes and the output writer's waker. Every
+//! turn goes the same way: translate what happened into facts (`state`), ask `plan` what
+//! to do, `perform` it, and sleep until the next event or the earliest deadline the plan
+//! named. When nothing is due, the poll has no timeout: an idle supervise never wakes.
+
+mod perform;
+mod pipes;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::signal::Signal;
+use signal_hook::consts::signal::*;
+use signal_hook_mio::v1_0::Signals;
+
+use crate::config::units::format_duration;
+use crate::config::{Ecosystem, RestartPolicy};
+use crate::logs::Output;
+use crate::os;
+use crate::plan::{self, Action};
+use crate::state::{ExitStatus, InstanceId, Observed, Outcome, Shutdown};
+
+const SIGNALS: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_PIPE: usize = 16;
+
+/// How long the final sweep waits for leftover processes after SIGTERM.
+const SWEEP_GRACE: Duration = Duration::from_secs(2);
+
+pub struct Runtime {
+    poll: Poll,
+    signals: Signals,
+    desired: Ecosystem,
+    observed: Observed,
+    /// Routing table of the reaper: leader pid -> instance. Unknown pids are orphans.
+    leaders: HashMap<i32, InstanceId>,
+    pipes: pipes::Pipes,
+    output: Output,
+}
+
+/// Run the ecosystem until it is told to stop or has finished; the exit code.
+pub fn run(ecosystem: Ecosystem) -> io::Result<i32> {
+    if std::process::id() != 1 {
+        if let Err(e) = os::reap::become_subreaper() {
+            log::warn!("could not become child subreaper ({e}); orphans will not be reaped");
+        }
+    }
+    let poll = Poll::new()?;
+    // As PID 1 the kernel drops signals that have no handler: every signal we obey
+    // needs one. SIGCHLD drives the reaper.
+    let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2])?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let settings = &ecosystem.settings;
+    let output = Output::start(settings.log_format, settings.log_timestamps, Some(waker));
+    output.set_apps(&app_names(&ecosystem));
+    let mut runtime = Runtime {
+        poll,
+        signals,
+        desired: ecosystem,
+        observed: Observed::default(),
+        leaders: HashMap::new(),
+        pipes: pipes::Pipes::new(FIRST_PIPE),
+        output,
+    };
+    let code = runtime.run_loop()?;
+    runtime.sweep();
+    let Runtime { output, .. } = runtime;
+    output.finish(Duration::from_secs(2));
+    Ok(code)
+}
+
+fn app_names(eco: &Ecosystem) -> Vec<(String, u32)> {
+    eco.apps
+        .iter()
+        .map(|a| (a.name.clone(), a.instances))
+        .collect()
+}
+
+impl Runtime {
+    fn run_loop(&mut self) -> io::Result<i32> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let (wake_at, exit) = self.reconcile();
+            if let Some(code) = exit {
+                self.announce_exit(code);
+                return Ok(code);
+            }
+            let timeout = if self.pipes.busy(&self.output) {
+                Some(Duration::ZERO)
+            } else {
+                wake_at.map(|at| at.saturating_duration_since(Instant::now()))
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNALS => self.on_signals(),
+                    WAKER => {}
+                    token if self.pipes.owns(token) => {
+                        self.pipes
+                            .readable(self.poll.registry(), token, &self.output)
+                    }
+                    _ => {}
+                }
+            }
+            self.pipes.resume(self.poll.registry(), &self.output);
+        }
+    }
+
+    /// Plan and perform until the plan asks for nothing more now. Returns the plan's
+    /// next deadline and, when it says so, the exit code.
+    fn reconcile(&mut self) -> (Option<Instant>, Option<i32>) {
+        // Each round records its effects as facts, so it converges in a few rounds; the
+        // bound only guards against a bug turning into a busy loop.
+        let mut wake_at = None;
+        for _ in 0..64 {
+            self.check_groups();
+            let plan = plan::plan(&self.desired, &self.observed, Instant::now());
+            wake_at = plan.wake_at;
+            if plan.actions.is_empty() {
+                break;
+            }
+            for action in plan.actions {
+                if let Action::Exit(code) = action {
+                    return (None, Some(code));
+                }
+                self.perform(action);
+            }
+        }
+        (wake_at, None)
+    }
+
+    fn on_signals(&mut self) {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for signo in pending {
+            match signo {
+                SIGCHLD => self.reap(),
+                SIGTERM | SIGINT | SIGQUIT => self.shutdown(signo),
+                SIGHUP => self
+                    .output
+                    .event("received SIGHUP: reloading the file is not supported yet, ignored"),
+                other => self.output.event(&format!(
+                    "received {}, ignored",
+                    signal_name(other)
+                )),
+            }
+        }
+    }
+
+    /// SIGTERM/SIGINT: graceful shutdown; a second one (or SIGQUIT): kill at once.
+    fn shutdown(&mut self, signo: i32) {
+        let name = signal_name(signo);
+        let now = Instant::now();
+        match self.observed.shutdown {
+            None if signo != SIGQUIT => {
+                self.output.event(&format!("received {name}, stopping"));
+                self.observed.shutdown = Some(Shutdown {
+                    at: now,
+                    force: false,
+                });
+            }
+            _ => {
+                self.output
+                    .event(&format!("received {name} again, killing everything now"));
+                self.observed.shutdown = Some(Shutdown {
+                    at: now,
+                    force: true,
+                });
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        for (pid, status) in os::reap::reap_all() {
+            match self.leaders.remove(&pid) {
+                Some(id) => self.on_exit(id, pid, status),
+                None => log::debug!("reaped orphan {pid} ({status})"),
+            }
+        }
+    }
+
+    fn on_exit(&mut self, id: InstanceId, pid: i32, status: ExitStatus) {
+        let now = Instant::now();
+        self.pipes.drain(self.poll.registry(), &id, &self.output);
+        let uptime = self
+            .observed
+            .instances
+            .get(&id)
+            .and_then(|i| i.started_at)
+            .map(|t| now.saturating_duration_since(t))
+            .unwrap_or_default();
+        let how = match &status {
+            ExitStatus::Signal(sig) => format!("killed by signal {}", sig.as_str()),
+            other => format!("exited with {other}"),
+        };
+        self.output
+            .event(&format!("{id} {how} after {}", format_duration(uptime)));
+        let group_alive = os::group_exists(pid);
+        let spec = self.desired.app(&id.app);
+        let outcome = self
+            .observed
+            .exited(&id, spec, status, group_alive, now);
+        self.announce_outcome(&id, outcome, group_alive);
+    }
+
+    fn announce_outcome(&self, id: &InstanceId, outcome: Outcome, group_alive: bool) {
+        let spec = self.desired.app(&id.app);
+        let text = match outcome {
+            Outcome::Restart(delay) if delay.is_zero() => format!("{id} restarting now"),
+            Outcome::Restart(delay) => format!("{id} restarting in {}", format_duration(delay)),
+            Outcome::Finished => {
+                let why = match spec.map(|s| s.restart) {
+                    Some(RestartPolicy::OnFailure) => "restart = on-failure, clean exit",
+                    _ => "restart = never",
+                };
+                format!("{id} finished ({why})")
+            }
+            Outcome::Errored(crashes) => format!(
+                "{id} errored: crashed {crashes} times in a row (max_restarts = {}), not restarting",
+                spec.map(|s| s.max_restarts).unwrap_or_default()
+            ),
+            Outcome::Stopped if group_alive => return,
+            Outcome::Stopped => format!("{id} stopped"),
+        };
+        self.output.event(&text);
+    }
+
+    /// Instances whose leader is gone but whose group was not empty: notice when the
+    /// group has emptied. Orphaned members are reparented to us and reaped as orphans,
+    /// so this runs after every reap; it costs one kill(2) per such instance.
+    fn check_groups(&mut self) {
+        let emptied: Vec<InstanceId> = self
+            .observed
+            .instances
+            .values()
+            .filter(|i| i.pid.is_none() && i.group_alive)
+            .filter(|i| !i.pgid.is_some_and(os::group_exists))
+            .map(|i| i.id.clone())
+            .collect();
+        for id in emptied {
+            self.observed.group_gone(&id);
+            let stopped = self.observed.instances.get(&id).is_some_and(|i| i.stop.is_some());
+            if stopped {
+                self.output.event(&format!("{id} stopped"));
+            }
+        }
+    }
+
+    fn announce_exit(&self, code: i32) {
+        let what = if self.observed.shutdown.is_some() {
+            "all apps stopped"
+        } else {
+            "all apps finished"
+        };
+        self.output
+            .event(&format!("{what}, exiting with code {code}"));
+    }
+
+    /// Last duty before leaving: nothing we started may outlive us, including daemons
+    /// that escaped their instance's group (as PID 1 this is every other process).
+    fn sweep(&mut self) {
+        let me = std::process::id() as i32;
+        let left = os::procs::descendants(me);
+        if left.is_empty() {
+            return;
+        }
+        self.output.event(&format!(
+            "{} leftover process(es) outside any instance's group, sending SIGTERM",
+            left.len()
+        ));
+        for pid in &left {
+            let _ = os::signal_process(*pid, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + SWEEP_GRACE;
+        let mut events = Events::with_capacity(16);
+        while Instant::now() < deadline {
+            os::reap::reap_all();
+            if os::procs::descendants(me).is_empty() {
+                return;
+            }
+            let _ = self.poll.poll(&mut events, Some(Duration::from_millis(20)));
+            let _ = self.signals.pending().count();
+        }
+        for pid in os::procs::descendants(me) {
+            let _ = os::signal_process(pid, Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline && !os::procs::descendants(me).is_empty() {
+            os::reap::reap_all();
+            let _ = self.poll.poll(&mut events, Some(Duration::from_millis(10)));
+        }
+        os::reap::reap_all();
+    }
+}
+
+pub fn signal_name(signo: i32) -> &'static str {
+    Signal::try_from(signo).map(|s| s.as_str()).unwrap_or("signal")
+}

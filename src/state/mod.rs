@@ -1,1 +1,283 @@
-//! (placeholder)
+//! Facts about the processes supervise runs: what was spawned, when, how it ended.
+//!
+//! Pure data, owned by the event loop. Nothing here touches the OS or reads the clock:
+//! every function that needs the time takes `now`. Decisions (what to start, stop or
+//! kill next) are made by `plan` from these facts; the one decision recorded here is
+//! what an exit means for the instance (restart when, finished, errored), because it
+//! is taken once, at the moment of the exit, from the policy in force then.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::config::{AppSpec, RestartPolicy};
+
+/// `web.1`: an app name and an instance number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InstanceId {
+    pub app: String,
+    pub index: u32,
+}
+
+impl InstanceId {
+    pub fn new(app: &str, index: u32) -> InstanceId {
+        InstanceId {
+            app: app.to_string(),
+            index,
+        }
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.app, self.index)
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(Signal),
+    /// fork/exec itself failed; the text is the OS error.
+    SpawnFailed(String),
+}
+
+impl ExitStatus {
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Code(0)
+    }
+
+    /// The shell's convention: a signal death is 128 + the signal number.
+    pub fn code(&self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => *c,
+            ExitStatus::Signal(s) => 128 + *s as i32,
+            ExitStatus::SpawnFailed(_) => 127,
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "code {c}"),
+            ExitStatus::Signal(s) => write!(f, "signal {}", s.as_str()),
+            ExitStatus::SpawnFailed(e) => write!(f, "failed to start: {e}"),
+        }
+    }
+}
+
+/// An instance that will not run again unless the configuration or a user says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    /// Exited and its policy does not restart it.
+    Finished(ExitStatus),
+    /// Crashed more than `max_restarts` times in a row.
+    Errored,
+}
+
+/// A stop that was asked for (shutdown, scale-down, or a leader's leftovers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopRequest {
+    pub at: Instant,
+    pub killed: bool,
+}
+
+/// One instance slot, across its restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub id: InstanceId,
+    /// The leader's pid while it is alive (not yet reaped).
+    pub pid: Option<i32>,
+    /// Process group (= session) of the current or last run; the leader's pid.
+    pub pgid: Option<i32>,
+    /// Members of the group outlived the leader and have not been seen gone yet.
+    pub group_alive: bool,
+    pub started_at: Option<Instant>,
+    pub ready: bool,
+    pub last_exit: Option<(ExitStatus, Instant)>,
+    /// Consecutive runs shorter than `min_uptime`.
+    pub crashes: u32,
+    /// Restarts over the instance's life (shown in status).
+    pub restarts: u32,
+    /// Exited and due to start again at this time.
+    pub restart_at: Option<Instant>,
+    pub stop: Option<StopRequest>,
+    pub done: Option<Done>,
+}
+
+impl Instance {
+    pub fn new(id: InstanceId) -> Instance {
+        Instance {
+            id,
+            pid: None,
+            pgid: None,
+            group_alive: false,
+            started_at: None,
+            ready: false,
+            last_exit: None,
+            crashes: 0,
+            restarts: 0,
+            restart_at: None,
+            stop: None,
+            done: None,
+        }
+    }
+
+    /// Some process of this instance may still exist: its leader or its group.
+    pub fn alive(&self) -> bool {
+        self.pid.is_some() || self.group_alive
+    }
+
+    /// Running and not being stopped.
+    pub fn up(&self) -> bool {
+        self.pid.is_some() && self.stop.is_none()
+    }
+}
+
+/// What an exit means for the instance, decided once when it is observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Start again after this delay (zero: at once).
+    Restart(Duration),
+    Finished,
+    /// Gave up after this many crashes in a row.
+    Errored(u32),
+    /// The exit was asked for; nothing to decide.
+    Stopped,
+}
+
+/// Everything the loop knows about running things.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub instances: BTreeMap<InstanceId, Instance>,
+    pub shutdown: Option<Shutdown>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    pub at: Instant,
+    /// A second signal: kill everything now.
+    pub force: bool,
+}
+
+impl Observed {
+    pub fn spawned(&mut self, id: &InstanceId, pid: i32, now: Instant) {
+        let inst = self
+            .instances
+            .entry(id.clone())
+            .or_insert_with(|| Instance::new(id.clone()));
+        if inst.started_at.is_some() {
+            inst.restarts += 1;
+        }
+        inst.pid = Some(pid);
+        inst.pgid = Some(pid);
+        inst.group_alive = false;
+        inst.started_at = Some(now);
+        // Readiness other than `started` arrives with the cluster issue.
+        inst.ready = true;
+        inst.restart_at = None;
+        inst.stop = None;
+        inst.done = None;
+    }
+
+    /// The leader exited (or could not be started). `group_alive` says whether other
+    /// members of its process group remain.
+    pub fn exited(
+        &mut self,
+        id: &InstanceId,
+        spec: Option<&AppSpec>,
+        status: ExitStatus,
+        group_alive: bool,
+        now: Instant,
+    ) -> Outcome {
+        let Some(inst) = self.instances.get_mut(id) else {
+            return Outcome::Stopped;
+        };
+        inst.pid = None;
+        inst.group_alive = group_alive;
+        inst.ready = false;
+        let uptime = inst
+            .started_at
+            .map(|t| now.saturating_duration_since(t))
+            .unwrap_or_default();
+        inst.last_exit = Some((status.clone(), now));
+        let stopping = inst.stop.is_some() || self.shutdown.is_some();
+        match spec {
+            Some(spec) if !stopping => {
+                let outcome = decide(spec, &mut inst.crashes, &status, uptime);
+                match &outcome {
+                    Outcome::Restart(delay) => inst.restart_at = Some(now + *delay),
+                    Outcome::Finished => inst.done = Some(Done::Finished(status)),
+                    Outcome::Errored(_) => inst.done = Some(Done::Errored),
+                    Outcome::Stopped => {}
+                }
+                outcome
+            }
+            _ => Outcome::Stopped,
+        }
+    }
+
+    pub fn stop_requested(&mut self, id: &InstanceId, now: Instant) {
+        if let Some(inst) = self.instances.get_mut(id) {
+            inst.stop = Some(StopRequest {
+                at: now,
+                killed: false,
+            });
+        }
+    }
+
+    pub fn killed(&mut self, id: &InstanceId, now: Instant) {
+        if let Some(inst) = self.instances.get_mut(id) {
+            let at = inst.stop.map(|s| s.at).unwrap_or(now);
+            inst.stop = Some(StopRequest { at, killed: true });
+        }
+    }
+
+    pub fn group_gone(&mut self, id: &InstanceId) {
+        if let Some(inst) = self.instances.get_mut(id) {
+            inst.group_alive = false;
+        }
+    }
+}
+
+/// The restart policy applied to one exit: updates the crash count and says what next.
+pub fn decide(spec: &AppSpec, crashes: &mut u32, status: &ExitStatus, uptime: Duration) -> Outcome {
+    let crashed = uptime < spec.min_uptime;
+    if crashed {
+        *crashes += 1;
+    } else {
+        *crashes = 0;
+    }
+    let restart = match spec.restart {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => !status.success(),
+        RestartPolicy::Never => false,
+    };
+    if !restart {
+        return Outcome::Finished;
+    }
+    if crashed && spec.max_restarts > 0 && *crashes > spec.max_restarts {
+        return Outcome::Errored(*crashes);
+    }
+    Outcome::Restart(backoff(spec.restart_delay, *crashes, spec.backoff_max))
+}
+
+/// Delay before restart number `crashes` of a crash loop: `restart_delay` doubled per
+/// consecutive crash, capped at `backoff_max`. No crash (a long run ended): at once.
+pub fn backoff(restart_delay: Duration, crashes: u32, backoff_max: Duration) -> Duration {
+    if crashes == 0 {
+        return Duration::ZERO;
+    }
+    let factor = 1u32.checked_shl(crashes - 1).unwrap_or(u32::MAX);
+    restart_delay
+        .checked_mul(factor)
+        .unwrap_or(backoff_max)
+        .min(backoff_max)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,310 @@
+//! Simulations of the reconcile loop: facts in, actions out, time as an argument.
+
+use super::*;
+use crate::config::{RestartPolicy, Settings};
+use crate::state::{ExitStatus, Outcome, Shutdown};
+use std::path::PathBuf;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn app(name: &str, instances: u32) -> AppSpec {
+    let mut a = AppSpec::new(name, "/bin/sleep", &["sleep", "1000"]);
+    a.instances = instances;
+    a
+}
+
+fn eco(apps: Vec<AppSpec>) -> Ecosystem {
+    Ecosystem {
+        path: PathBuf::from("/tmp/ecosystem.toml"),
+        settings: Settings::default(),
+        apps,
+    }
+}
+
+fn id(app: &str, index: u32) -> InstanceId {
+    InstanceId::new(app, index)
+}
+
+/// A fake runtime: performs actions on `Observed` the way the real one does, handing
+/// out pids, and returns what it did.
+struct Sim {
+    eco: Ecosystem,
+    obs: Observed,
+    now: Instant,
+    next_pid: i32,
+}
+
+impl Sim {
+    fn new(eco: Ecosystem) -> Sim {
+        Sim {
+            eco,
+            obs: Observed::default(),
+            now: Instant::now(),
+            next_pid: 100,
+        }
+    }
+
+    /// Plan and perform until nothing more happens now; the actions taken.
+    fn step(&mut self) -> Vec<Action> {
+        let mut all = Vec::new();
+        for _ in 0..100 {
+            let p = plan(&self.eco, &self.obs, self.now);
+            if p.actions.is_empty() {
+                break;
+            }
+            let exit = p.actions.iter().any(|a| matches!(a, Action::Exit(_)));
+            for a in &p.actions {
+                match a {
+                    Action::Spawn(i) => {
+                        self.next_pid += 1;
+                        self.obs.spawned(i, self.next_pid, self.now);
+                    }
+                    Action::Stop(i) => self.obs.stop_requested(i, self.now),
+                    Action::Kill(i) => self.obs.killed(i, self.now),
+                    Action::Forget(i) => {
+                        self.obs.instances.remove(i);
+                    }
+                    Action::Exit(_) => {}
+                }
+            }
+            all.extend(p.actions);
+            if exit {
+                break;
+            }
+        }
+        all
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        plan(&self.eco, &self.obs, self.now).wake_at
+    }
+
+    fn exit(&mut self, i: &InstanceId, status: ExitStatus) -> Outcome {
+        let spec = self.eco.app(&i.app).cloned();
+        self.obs.exited(i, spec.as_ref(), status, false, self.now)
+    }
+
+    fn pid(&self, i: &InstanceId) -> Option<i32> {
+        self.obs.instances.get(i).and_then(|x| x.pid)
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+}
+
+#[test]
+fn starts_every_instance_and_then_rests() {
+    let mut s = Sim::new(eco(vec![app("web", 3), app("worker", 1)]));
+    let acts = s.step();
+    assert_eq!(
+        acts,
+        vec![
+            Action::Spawn(id("web", 0)),
+            Action::Spawn(id("web", 1)),
+            Action::Spawn(id("web", 2)),
+            Action::Spawn(id("worker", 0)),
+        ]
+    );
+    assert!(s.step().is_empty());
+    assert_eq!(s.wake_at(), None, "nothing to wait for: no timer");
+}
+
+#[test]
+fn crash_loop_backs_off_then_errors_while_others_run() {
+    let mut bad = app("bad", 1);
+    bad.max_restarts = 3;
+    bad.restart_delay = ms(100);
+    let mut s = Sim::new(eco(vec![bad, app("good", 1)]));
+    s.step();
+    let good_pid = s.pid(&id("good", 0));
+    let mut starts = 1;
+    let mut delays = Vec::new();
+    loop {
+        s.advance(ms(5));
+        match s.exit(&id("bad", 0), ExitStatus::Code(1)) {
+            Outcome::Restart(d) => delays.push(d),
+            Outcome::Errored(n) => {
+                assert_eq!(n, 4);
+                break;
+            }
+            o => panic!("{o:?}"),
+        }
+        assert!(s.step().is_empty(), "no restart before the delay");
+        let wake = s.wake_at().expect("a restart is due");
+        s.now = wake;
+        assert_eq!(s.step(), vec![Action::Spawn(id("bad", 0))]);
+        starts += 1;
+    }
+    assert_eq!(starts, 4);
+    assert_eq!(delays, vec![ms(100), ms(200), ms(400)]);
+    assert!(s.step().is_empty(), "errored instances are left alone");
+    assert_eq!(s.wake_at(), None);
+    assert_eq!(s.pid(&id("good", 0)), good_pid);
+}
+
+#[test]
+fn dependency_starts_first_and_stops_last() {
+    let mut api = app("api", 2);
+    api.depends_on = vec!["db".into()];
+    let mut s = Sim::new(eco(vec![api, app("db", 1)]));
+    let acts = s.step();
+    let pos = |a: &Action| acts.iter().position(|x| x == a).unwrap();
+    assert!(pos(&Action::Spawn(id("db", 0))) < pos(&Action::Spawn(id("api", 0))));
+
+    s.obs.shutdown = Some(Shutdown {
+        at: s.now,
+        force: false,
+    });
+    let acts = s.step();
+    assert_eq!(acts, vec![Action::Stop(id("api", 0)), Action::Stop(id("api", 1))]);
+    s.exit(&id("api", 0), ExitStatus::Signal(Signal::SIGTERM));
+    assert!(s.step().is_empty(), "db waits for every api instance");
+    s.exit(&id("api", 1), ExitStatus::Code(0));
+    assert_eq!(s.step(), vec![Action::Stop(id("db", 0))]);
+    s.exit(&id("db", 0), ExitStatus::Code(0));
+    assert_eq!(s.step(), vec![Action::Exit(0)]);
+}
+
+#[test]
+fn dependents_wait_while_the_dependency_backs_off() {
+    let mut api = app("api", 1);
+    api.depends_on = vec!["db".into()];
+    api.restart_delay = ms(10);
+    let mut db = app("db", 1);
+    db.restart_delay = ms(50);
+    let mut s = Sim::new(eco(vec![db, api]));
+    s.step();
+    s.exit(&id("db", 0), ExitStatus::Code(1));
+    s.exit(&id("api", 0), ExitStatus::Code(1));
+    s.advance(ms(20));
+    assert_eq!(s.step(), vec![], "api is due but waits for db to be up");
+    s.advance(ms(40));
+    assert_eq!(
+        s.step(),
+        vec![Action::Spawn(id("db", 0)), Action::Spawn(id("api", 0))]
+    );
+}
+
+#[test]
+fn stop_timeout_escalates_to_kill() {
+    let mut a = app("web", 1);
+    a.stop_timeout = ms(500);
+    let mut s = Sim::new(eco(vec![a]));
+    s.step();
+    s.obs.shutdown = Some(Shutdown {
+        at: s.now,
+        force: false,
+    });
+    assert_eq!(s.step(), vec![Action::Stop(id("web", 0))]);
+    assert_eq!(s.wake_at(), Some(s.now + ms(500)));
+    s.advance(ms(499));
+    assert!(s.step().is_empty());
+    s.advance(ms(1));
+    assert_eq!(s.step(), vec![Action::Kill(id("web", 0))]);
+    assert!(s.step().is_empty(), "killed once");
+    s.exit(&id("web", 0), ExitStatus::Signal(Signal::SIGKILL));
+    assert_eq!(s.step(), vec![Action::Exit(0)]);
+}
+
+#[test]
+fn second_signal_kills_at_once() {
+    let mut s = Sim::new(eco(vec![app("web", 2)]));
+    s.step();
+    s.obs.shutdown = Some(Shutdown {
+        at: s.now,
+        force: false,
+    });
+    s.step();
+    s.obs.shutdown = Some(Shutdown {
+        at: s.now,
+        force: true,
+    });
+    assert_eq!(s.step(), vec![Action::Kill(id("web", 0)), Action::Kill(id("web", 1))]);
+}
+
+#[test]
+fn shutdown_drops_pending_restarts() {
+    let mut s = Sim::new(eco(vec![app("web", 1)]));
+    s.step();
+    s.exit(&id("web", 0), ExitStatus::Code(1));
+    s.obs.shutdown = Some(Shutdown {
+        at: s.now,
+        force: false,
+    });
+    assert_eq!(s.step(), vec![Action::Exit(0)]);
+}
+
+#[test]
+fn leftover_group_is_stopped_before_restart() {
+    let mut s = Sim::new(eco(vec![app("web", 1)]));
+    s.step();
+    let i = id("web", 0);
+    let spec = s.eco.apps[0].clone();
+    s.advance(ms(5000));
+    let out = s.obs.exited(&i, Some(&spec), ExitStatus::Code(0), true, s.now);
+    assert_eq!(out, Outcome::Restart(Duration::ZERO));
+    assert_eq!(s.step(), vec![Action::Stop(i.clone())]);
+    assert!(s.step().is_empty(), "no new run while the old group lives");
+    s.obs.group_gone(&i);
+    assert_eq!(s.step(), vec![Action::Spawn(i)]);
+}
+
+#[test]
+fn scaling_down_stops_the_highest_numbers_and_forgets_them() {
+    let mut s = Sim::new(eco(vec![app("web", 4)]));
+    s.step();
+    let pids: Vec<_> = (0..2).map(|n| s.pid(&id("web", n))).collect();
+    s.eco.apps[0].instances = 2;
+    assert_eq!(s.step(), vec![Action::Stop(id("web", 2)), Action::Stop(id("web", 3))]);
+    s.exit(&id("web", 2), ExitStatus::Signal(Signal::SIGTERM));
+    s.exit(&id("web", 3), ExitStatus::Signal(Signal::SIGTERM));
+    assert_eq!(s.step(), vec![Action::Forget(id("web", 2)), Action::Forget(id("web", 3))]);
+    let after: Vec<_> = (0..2).map(|n| s.pid(&id("web", n))).collect();
+    assert_eq!(pids, after);
+}
+
+#[test]
+fn finished_apps_end_supervise_with_their_code() {
+    let mut a = app("job", 2);
+    a.restart = RestartPolicy::Never;
+    let mut s = Sim::new(eco(vec![a]));
+    s.step();
+    s.exit(&id("job", 0), ExitStatus::Code(0));
+    assert!(s.step().is_empty(), "one instance still runs");
+    s.exit(&id("job", 1), ExitStatus::Code(3));
+    assert_eq!(s.step(), vec![Action::Exit(1)]);
+
+    let mut a = app("job", 1);
+    a.restart = RestartPolicy::OnFailure;
+    let mut s = Sim::new(eco(vec![a]));
+    s.step();
+    s.advance(ms(5000));
+    s.exit(&id("job", 0), ExitStatus::Code(0));
+    assert_eq!(s.step(), vec![Action::Exit(0)]);
+}
+
+#[test]
+fn an_app_scaled_to_zero_keeps_supervise_running() {
+    let mut a = app("job", 1);
+    a.restart = RestartPolicy::Never;
+    let mut s = Sim::new(eco(vec![a, app("idle", 0)]));
+    s.step();
+    s.exit(&id("job", 0), ExitStatus::Code(0));
+    assert!(s.step().is_empty());
+}
+
+#[test]
+fn a_finished_one_shot_dependency_lets_dependents_start() {
+    let mut migrate = app("migrate", 1);
+    migrate.restart = RestartPolicy::OnFailure;
+    let mut web = app("web", 1);
+    web.depends_on = vec!["migrate".into()];
+    let mut s = Sim::new(eco(vec![migrate, web]));
+    s.step();
+    s.exit(&id("migrate", 0), ExitStatus::Code(0));
+    s.obs.instances.remove(&id("web", 0));
+    assert_eq!(s.step(), vec![Action::Spawn(id("web", 0))]);
+}
