@@ -1,1 +1,8 @@
-//! (placeholder)
+//! Instances' output: split into lines ([`lines`]) and written to supervise's stdout by a
+//! single writer thread ([`output`]), prefixed or as JSON (SPEC §5).
+
+pub mod lines;
+pub mod output;
+
+pub use lines::{LineSplitter, MAX_LINE};
+pub use output::{Output, Stream};

@@ -1,0 +1,432 @@
+//! Splitting the bytes read from an instance's pipe into lines (pure, no I/O).
+//!
+//! Rules (SPEC §5):
+//! - a line ends at `\n`; a `\r` right before the `\n` is stripped (CRLF);
+//! - a line longer than [`MAX_LINE`] bytes is emitted in pieces of at most `MAX_LINE` bytes,
+//!   every piece but the last flagged `cut = true`. When the cut would fall inside a valid
+//!   UTF-8 sequence, the piece is shortened to end before that character;
+//! - when the pipe closes, [`LineSplitter::finish`] emits the partial last line (end of
+//!   file counts as a line end, so a trailing `\r` is stripped there too).
+//!
+//! The result does not depend on how the input is chunked: feeding a byte at a time gives
+//! the same lines as feeding everything at once.
+
+/// The longest line emitted in one piece, in bytes (without the newline).
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Accumulates a pipe's bytes and emits complete lines.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    /// Bytes of the current, incomplete line.
+    buf: Vec<u8>,
+    /// `buf[..scanned]` is known to contain no `\n`.
+    scanned: usize,
+}
+
+impl LineSplitter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes waiting for the end of their line.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Feed bytes read from a pipe; for every complete line calls
+    /// `emit(line_without_newline, cut=false)`. A line longer than `MAX_LINE` bytes is
+    /// emitted in pieces of at most `MAX_LINE` bytes, each piece but the last with `cut=true`.
+    pub fn push(&mut self, data: &[u8], emit: &mut dyn FnMut(Vec<u8>, bool)) {
+        self.buf.extend_from_slice(data);
+        let mut start = 0;
+        let mut scan = self.scanned;
+        loop {
+            match self.buf[scan..].iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let nl = scan + i;
+                    let end = if nl > start && self.buf[nl - 1] == b'\r' {
+                        nl - 1
+                    } else {
+                        nl
+                    };
+                    start = cut_pieces(&self.buf, start, end, true, emit);
+                    emit(self.buf[start..end].to_vec(), false);
+                    start = nl + 1;
+                    scan = start;
+                }
+                None => {
+                    // No line end yet: cut off pieces while the line is too long. A trailing
+                    // '\r' may be the first half of a CRLF, so it does not count yet.
+                    let mut end = self.buf.len();
+                    if end > start && self.buf[end - 1] == b'\r' {
+                        end -= 1;
+                    }
+                    start = cut_pieces(&self.buf, start, end, false, emit);
+                    scan = self.buf.len();
+                    break;
+                }
+            }
+        }
+        self.buf.drain(..start);
+        self.scanned = scan - start;
+    }
+
+    /// The process exited / the pipe closed: emit the partial last line, if any (`cut=false`),
+    /// after any `cut=true` pieces it still needs.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(Vec<u8>, bool)) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let mut end = self.buf.len();
+        if self.buf[end - 1] == b'\r' {
+            end -= 1;
+        }
+        let start = cut_pieces(&self.buf, 0, end, true, emit);
+        emit(self.buf[start..end].to_vec(), false);
+        self.buf.clear();
+        self.scanned = 0;
+    }
+}
+
+/// Emits `cut=true` pieces of `buf[start..end]` while what is left is longer than
+/// `MAX_LINE`; returns where the rest starts. `complete` says whether `end` is the true end
+/// of the line (otherwise a character straddling a cut may still be arriving: then wait).
+fn cut_pieces(
+    buf: &[u8],
+    mut start: usize,
+    end: usize,
+    complete: bool,
+    emit: &mut dyn FnMut(Vec<u8>, bool),
+) -> usize {
+    while end - start > MAX_LINE {
+        match cut_at(&buf[start..end], complete) {
+            Some(n) => {
+                emit(buf[start..start + n].to_vec(), true);
+                start += n;
+            }
+            None => break,
+        }
+    }
+    start
+}
+
+/// Where to cut `line` (longer than `MAX_LINE`): at `MAX_LINE`, or just before a valid
+/// UTF-8 character that straddles that position. `None`: that character is not complete
+/// yet and more bytes may follow.
+fn cut_at(line: &[u8], complete: bool) -> Option<usize> {
+    debug_assert!(line.len() > MAX_LINE);
+    let is_cont = |b: u8| b & 0xC0 == 0x80;
+    if !is_cont(line[MAX_LINE]) {
+        return Some(MAX_LINE);
+    }
+    let mut lead = MAX_LINE - 1;
+    while is_cont(line[lead]) && lead > MAX_LINE - 3 {
+        lead -= 1;
+    }
+    let width = match line[lead] {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return Some(MAX_LINE),
+    };
+    if lead + width <= MAX_LINE {
+        // The sequence ends before the cut: the byte at the cut is a stray continuation.
+        return Some(MAX_LINE);
+    }
+    if lead + width > line.len() {
+        return if complete { Some(MAX_LINE) } else { None };
+    }
+    if std::str::from_utf8(&line[lead..lead + width]).is_ok() {
+        Some(lead)
+    } else {
+        Some(MAX_LINE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Lines = Vec<(Vec<u8>, bool)>;
+
+    fn feed(chunks: &[&[u8]], finish: bool) -> Lines {
+        let mut s = LineSplitter::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            s.push(c, &mut |l, cut| out.push((l, cut)));
+        }
+        if finish {
+            s.finish(&mut |l, cut| out.push((l, cut)));
+        }
+        out
+    }
+
+    fn bytewise(data: &[u8], finish: bool) -> Lines {
+        let chunks: Vec<&[u8]> = data.chunks(1).collect();
+        feed(&chunks, finish)
+    }
+
+    fn whole(data: &[u8], finish: bool) -> Lines {
+        feed(&[data], finish)
+    }
+
+    fn l(s: &str, cut: bool) -> (Vec<u8>, bool) {
+        (s.as_bytes().to_vec(), cut)
+    }
+
+    /// Re-joining the pieces gives back the input's lines.
+    fn rejoin(lines: &Lines) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut cur = Vec::new();
+        for (piece, cut) in lines {
+            cur.extend_from_slice(piece);
+            if !cut {
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+        assert!(cur.is_empty(), "last piece flagged cut");
+        out
+    }
+
+    #[test]
+    fn one_line() {
+        assert_eq!(whole(b"hello\n", false), vec![l("hello", false)]);
+    }
+
+    #[test]
+    fn across_chunk_boundaries() {
+        let out = feed(&[b"hel", b"lo\nwor", b"", b"ld", b"\n"], false);
+        assert_eq!(out, vec![l("hello", false), l("world", false)]);
+    }
+
+    #[test]
+    fn many_lines_in_one_chunk() {
+        let mut data = Vec::new();
+        for i in 0..1000 {
+            data.extend_from_slice(format!("line {i}\n").as_bytes());
+        }
+        let out = whole(&data, false);
+        assert_eq!(out.len(), 1000);
+        for (i, (line, cut)) in out.iter().enumerate() {
+            assert_eq!(line, format!("line {i}").as_bytes());
+            assert!(!cut);
+        }
+    }
+
+    #[test]
+    fn empty_lines() {
+        let out = whole(b"\n\na\n\n", true);
+        assert_eq!(
+            out,
+            vec![l("", false), l("", false), l("a", false), l("", false)]
+        );
+        assert_eq!(whole(b"", true), vec![]);
+    }
+
+    #[test]
+    fn crlf() {
+        let out = feed(&[b"a\r\nb\r", b"\nc\rd\n\r\n"], false);
+        assert_eq!(
+            out,
+            vec![l("a", false), l("b", false), l("c\rd", false), l("", false)]
+        );
+        // Only one '\r' is stripped.
+        assert_eq!(whole(b"x\r\r\n", false), vec![l("x\r", false)]);
+    }
+
+    #[test]
+    fn partial_line_waits_then_flushes() {
+        let mut s = LineSplitter::new();
+        let mut out = Vec::new();
+        s.push(b"done\npartial", &mut |l, c| out.push((l, c)));
+        assert_eq!(out, vec![l("done", false)]);
+        assert_eq!(s.pending(), 7);
+        s.finish(&mut |l, c| out.push((l, c)));
+        assert_eq!(out, vec![l("done", false), l("partial", false)]);
+        assert_eq!(s.pending(), 0);
+        // finish again: nothing more.
+        s.finish(&mut |l, c| out.push((l, c)));
+        assert_eq!(out.len(), 2);
+        // Reusable after finish.
+        s.push(b"again\n", &mut |l, c| out.push((l, c)));
+        assert_eq!(out[2], l("again", false));
+    }
+
+    #[test]
+    fn finish_strips_trailing_cr() {
+        assert_eq!(whole(b"progress\r", true), vec![l("progress", false)]);
+        assert_eq!(whole(b"progress\r", false), vec![]);
+    }
+
+    #[test]
+    fn exactly_max_line() {
+        let mut data = vec![b'a'; MAX_LINE];
+        data.push(b'\n');
+        let expect = vec![(vec![b'a'; MAX_LINE], false)];
+        assert_eq!(whole(&data, false), expect);
+        assert_eq!(bytewise(&data, false), expect);
+        // With CRLF too.
+        let mut crlf = vec![b'a'; MAX_LINE];
+        crlf.extend_from_slice(b"\r\n");
+        assert_eq!(whole(&crlf, false), expect);
+        assert_eq!(bytewise(&crlf, false), expect);
+        // Unterminated, flushed at exit.
+        assert_eq!(whole(&data[..MAX_LINE], true), expect);
+        assert_eq!(bytewise(&data[..MAX_LINE], false), vec![]);
+    }
+
+    #[test]
+    fn max_line_plus_one() {
+        let mut data = vec![b'a'; MAX_LINE + 1];
+        data.push(b'\n');
+        let expect = vec![(vec![b'a'; MAX_LINE], true), l("a", false)];
+        assert_eq!(whole(&data, false), expect);
+        assert_eq!(bytewise(&data, false), expect);
+        // The first piece goes out as soon as the line is known to be too long.
+        assert_eq!(
+            whole(&data[..MAX_LINE + 1], false),
+            vec![(vec![b'a'; MAX_LINE], true)]
+        );
+        assert_eq!(whole(&data[..MAX_LINE + 1], true), expect);
+    }
+
+    #[test]
+    fn long_line_200k() {
+        let line: Vec<u8> = (0..200 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut data = line.clone();
+        data.extend_from_slice(b"\nnext\n");
+        for out in [
+            whole(&data, false),
+            bytewise(&data, false),
+            feed(&data.chunks(4096).collect::<Vec<_>>(), false),
+        ] {
+            assert_eq!(out.len(), 5);
+            for (piece, cut) in &out[..3] {
+                assert_eq!(piece.len(), MAX_LINE);
+                assert!(cut);
+            }
+            assert_eq!(out[3].0.len(), 200 * 1024 - 3 * MAX_LINE);
+            assert!(!out[3].1);
+            assert_eq!(out[4], l("next", false));
+            assert_eq!(rejoin(&out), vec![line.clone(), b"next".to_vec()]);
+        }
+    }
+
+    #[test]
+    fn long_unterminated_line_flushed_at_exit() {
+        let data = vec![b'z'; 2 * MAX_LINE + 10];
+        let out = whole(&data, true);
+        assert_eq!(out.len(), 3);
+        assert_eq!((out[0].1, out[1].1, out[2].1), (true, true, false));
+        assert_eq!(out[2].0.len(), 10);
+        assert_eq!(rejoin(&out), vec![data]);
+    }
+
+    #[test]
+    fn exactly_twice_max_line() {
+        let mut data = vec![b'q'; 2 * MAX_LINE];
+        data.push(b'\n');
+        let expect = vec![(vec![b'q'; MAX_LINE], true), (vec![b'q'; MAX_LINE], false)];
+        assert_eq!(whole(&data, false), expect);
+        assert_eq!(bytewise(&data, false), expect);
+    }
+
+    #[test]
+    fn utf8_at_the_cut() {
+        // A multi-byte character starting 1, 2 or 3 bytes before the cut.
+        for ch in ["é", "€", "😀"] {
+            for before in 1..ch.len() {
+                let mut line = "a".repeat(MAX_LINE - before);
+                line.push_str(ch);
+                line.push_str("tail");
+                let data = format!("{line}\n");
+                let w = whole(data.as_bytes(), false);
+                let b = bytewise(data.as_bytes(), false);
+                assert_eq!(w, b, "{ch} {before}");
+                assert_eq!(w.len(), 2);
+                assert_eq!(w[0].0.len(), MAX_LINE - before, "{ch} {before}");
+                assert!(w[0].1);
+                assert!(std::str::from_utf8(&w[0].0).is_ok());
+                assert!(std::str::from_utf8(&w[1].0).is_ok());
+                assert!(w[1].0.starts_with(ch.as_bytes()));
+                assert_eq!(rejoin(&w), vec![line.into_bytes()]);
+            }
+        }
+    }
+
+    #[test]
+    fn utf8_ending_exactly_at_the_cut() {
+        let mut line = "a".repeat(MAX_LINE - 3);
+        line.push('€'); // ends exactly at MAX_LINE
+        line.push('é');
+        let data = format!("{line}\n");
+        let w = whole(data.as_bytes(), false);
+        assert_eq!(w[0].0.len(), MAX_LINE);
+        assert_eq!(w[1], l("é", false));
+        assert_eq!(bytewise(data.as_bytes(), false), w);
+    }
+
+    #[test]
+    fn invalid_utf8_at_the_cut_is_cut_at_max() {
+        // Continuation bytes without a lead: cut at exactly MAX_LINE.
+        let mut data = vec![b'a'; MAX_LINE - 1];
+        data.extend_from_slice(&[0x80, 0x80, 0x80, 0x80]);
+        data.push(b'\n');
+        let w = whole(&data, false);
+        assert_eq!(w[0].0.len(), MAX_LINE);
+        assert_eq!(bytewise(&data, false), w);
+        // A lead byte whose sequence is truncated by the line end.
+        let mut data = vec![b'a'; MAX_LINE - 1];
+        data.extend_from_slice(&[0xE2, 0x82]);
+        data.push(b'\n');
+        let w = whole(&data, false);
+        assert_eq!(w[0].0.len(), MAX_LINE);
+        assert_eq!(w[1].0, vec![0x82]);
+        assert_eq!(bytewise(&data, false), w);
+        // Same, truncated by the end of the stream.
+        let w = whole(&data[..data.len() - 1], true);
+        assert_eq!(w[0].0.len(), MAX_LINE);
+        assert_eq!(w[1], (vec![0x82], false));
+        // An invalid 3-byte sequence (surrogate) straddling the cut.
+        let mut data = vec![b'a'; MAX_LINE - 1];
+        data.extend_from_slice(&[0xED, 0xA0, 0x80]);
+        data.push(b'\n');
+        let w = whole(&data, false);
+        assert_eq!(w[0].0.len(), MAX_LINE);
+        assert_eq!(bytewise(&data, false), w);
+    }
+
+    #[test]
+    fn byte_at_a_time_matches_whole() {
+        let mut data = Vec::new();
+        data.extend_from_slice(b"first\r\n\nsecond\n");
+        data.extend(std::iter::repeat_n(b'x', MAX_LINE + 5));
+        data.extend_from_slice("ü\r\n".as_bytes());
+        data.extend_from_slice(b"last no newline");
+        assert_eq!(bytewise(&data, true), whole(&data, true));
+        assert_eq!(bytewise(&data, false), whole(&data, false));
+        let out = whole(&data, true);
+        assert_eq!(out[0], l("first", false));
+        assert_eq!(out[1], l("", false));
+        assert_eq!(out[2], l("second", false));
+        assert!(out[3].1);
+        assert_eq!(out[4].0, "xxxxxü".as_bytes());
+        assert_eq!(out.last().unwrap(), &l("last no newline", false));
+    }
+
+    #[test]
+    fn buffer_is_bounded_without_newlines() {
+        let mut s = LineSplitter::new();
+        let mut n = 0;
+        let chunk = vec![b'y'; 10_000];
+        for _ in 0..100 {
+            s.push(&chunk, &mut |piece, cut| {
+                assert!(cut);
+                assert_eq!(piece.len(), MAX_LINE);
+                n += 1;
+            });
+            assert!(s.pending() <= MAX_LINE + 3);
+        }
+        assert_eq!(n, 1_000_000 / MAX_LINE);
+    }
+}

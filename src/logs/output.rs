@@ -1,0 +1,488 @@
+//! The single writer of supervise's stdout (SPEC §5, DESIGN "Output").
+//!
+//! The event loop hands lines to [`Output`], whose methods only take a short lock and never
+//! block; a dedicated thread formats them and writes them to stdout with ordinary blocking
+//! writes (stdout is never made non-blocking: that flag belongs to the shared open file
+//! description). The queue is bounded in bytes of instance output: when it is full,
+//! [`Output::try_line`] gives the line back and the caller stops reading that pipe until the
+//! waker fires, so a blocked stdout slows the instances down but never the supervision.
+//! supervise's own events bypass the bound.
+//!
+//! Formats, text:
+//! - `web.0     | hello`: `APP.N` padded to the longest known name (and `supervise`);
+//! - `supervise | web.0 exited with code 1`;
+//! - with colour, the prefix and its `|` take one colour per app, supervise's are bold;
+//! - with timestamps, each line starts with an RFC 3339 UTC time with milliseconds and a space;
+//! - a piece of a cut line (see [`super::lines`]) ends with [`CUT_MARK`].
+//!
+//! JSON, one object per line, keys in this order:
+//! `{"time":"…","app":"web","instance":0,"stream":"stdout","line":"hello"}`, supervise's own
+//! with `"app":"supervise","stream":"event"` and no instance, a cut piece adds `"cut":true`.
+//!
+//! Invalid UTF-8 in a line is written lossily (U+FFFD). Each line is formatted whole into a
+//! buffer that is written out when it is large or when the queue is empty, so lines are
+//! never split or merged and an idle supervise shows every line promptly. If stdout fails
+//! (closed pipe...), lines are dropped silently.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use crate::config::LogFormat;
+
+/// Bytes of instance output the queue may hold before `try_line` refuses lines.
+pub const QUEUE_BOUND: usize = 1024 * 1024;
+/// Counted per queued line on top of its bytes, so that empty lines are bounded too.
+const LINE_OVERHEAD: usize = 64;
+/// The writer thread writes its buffer out once it holds this much.
+const WRITE_AT: usize = 64 * 1024;
+/// Suffix of a piece of a line that was cut (text format).
+pub const CUT_MARK: &str = " [cut: line continues]";
+/// The name of supervise's own lines.
+const SELF_NAME: &str = "supervise";
+
+const PALETTE: [&str; 6] = [
+    "\x1b[36m", // cyan
+    "\x1b[33m", // yellow
+    "\x1b[32m", // green
+    "\x1b[35m", // magenta
+    "\x1b[34m", // blue
+    "\x1b[91m", // bright red
+];
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// Which pipe of an instance a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+enum Item {
+    Apps(Vec<(String, u32)>),
+    Event {
+        time: SystemTime,
+        text: String,
+    },
+    Line {
+        time: SystemTime,
+        app: String,
+        index: u32,
+        stream: Stream,
+        line: Vec<u8>,
+        cut: bool,
+    },
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Item>,
+    /// Instance bytes (plus overhead) in `queue`.
+    child_bytes: usize,
+    /// A line was refused (or `has_room` said no): wake the waker when there is room.
+    want_wake: bool,
+    stop: bool,
+    done: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// The writer waits here for items or `stop`.
+    work: Condvar,
+    /// `finish` waits here for `done`.
+    done: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Handle to the stdout writer thread, owned by the event loop. Every method is cheap and
+/// never blocks on stdout.
+pub struct Output {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Output {
+    /// Spawns the writer thread writing to the process's stdout (fd 1, blocking writes).
+    /// `waker` is woken when the queue has room again after a `try_line` was refused.
+    /// Colour: on in text format when stdout is a terminal and `NO_COLOR` is unset or empty.
+    pub fn start(format: LogFormat, timestamps: bool, waker: Option<Arc<mio::Waker>>) -> Output {
+        // SAFETY: isatty only inspects the descriptor.
+        let tty = unsafe { libc::isatty(1) } == 1;
+        let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Self::start_with(Box::new(Fd1), format, timestamps, tty && !no_colour, waker)
+    }
+
+    /// Same as [`Output::start`] but writing to any writer, colour given explicitly.
+    pub fn start_with(
+        writer: Box<dyn Write + Send>,
+        format: LogFormat,
+        timestamps: bool,
+        colour: bool,
+        waker: Option<Arc<mio::Waker>>,
+    ) -> Output {
+        let shared = Arc::new(Shared::default());
+        let fmt = Formatter {
+            json: format == LogFormat::Json,
+            timestamps,
+            colour: colour && format == LogFormat::Text,
+            width: SELF_NAME.len(),
+            colours: HashMap::new(),
+        };
+        let sink = Sink {
+            w: writer,
+            buf: Vec::with_capacity(2 * WRITE_AT),
+            dirty: false,
+            broken: false,
+        };
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("supervise-output".into())
+            .spawn(move || run(&s, fmt, sink, waker))
+            .expect("cannot spawn the output thread");
+        Output {
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    fn push(&self, item: Item, child_bytes: usize) {
+        self.push_locked(self.shared.lock(), item, child_bytes);
+    }
+
+    fn push_locked(&self, mut st: MutexGuard<'_, State>, item: Item, child_bytes: usize) {
+        let was_empty = st.queue.is_empty();
+        st.queue.push_back(item);
+        st.child_bytes += child_bytes;
+        drop(st);
+        if was_empty {
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// Names currently known, to align prefixes and pick colours: (app name, number of
+    /// instances), in the ecosystem's order. Lines already queued keep the old layout.
+    pub fn set_apps(&self, apps: &[(String, u32)]) {
+        self.push(Item::Apps(apps.to_vec()), 0);
+    }
+
+    /// One line of supervise's own. Never refused (bypasses the bound).
+    pub fn event(&self, text: &str) {
+        let item = Item::Event {
+            time: SystemTime::now(),
+            text: text.to_owned(),
+        };
+        self.push(item, 0);
+    }
+
+    /// A line from an instance (without its newline). Refused, giving the line back, when
+    /// the queue already holds [`QUEUE_BOUND`] bytes of instance output; the caller should
+    /// then stop reading that pipe until the waker fires.
+    pub fn try_line(
+        &self,
+        app: &str,
+        index: u32,
+        stream: Stream,
+        line: Vec<u8>,
+        cut: bool,
+    ) -> Result<(), Vec<u8>> {
+        let mut st = self.shared.lock();
+        if st.child_bytes >= QUEUE_BOUND {
+            st.want_wake = true;
+            return Err(line);
+        }
+        let bytes = line.len() + LINE_OVERHEAD;
+        let item = Item::Line {
+            time: SystemTime::now(),
+            app: app.to_owned(),
+            index,
+            stream,
+            line,
+            cut,
+        };
+        self.push_locked(st, item, bytes);
+        Ok(())
+    }
+
+    /// Whether `try_line` would accept a line now. When it returns false, the waker will
+    /// fire once there is room, as after a refusal.
+    pub fn has_room(&self) -> bool {
+        let mut st = self.shared.lock();
+        if st.child_bytes < QUEUE_BOUND {
+            true
+        } else {
+            st.want_wake = true;
+            false
+        }
+    }
+
+    fn stop(&self) {
+        self.shared.lock().stop = true;
+        self.shared.work.notify_one();
+    }
+
+    /// Writes out what is queued and stops the thread, waiting at most `deadline`: if stdout
+    /// is blocked, gives up and returns (the thread is left behind).
+    pub fn finish(mut self, deadline: Duration) {
+        self.stop();
+        let st = self.shared.lock();
+        let (st, _) = self
+            .shared
+            .done
+            .wait_timeout_while(st, deadline, |s| !s.done)
+            .unwrap_or_else(PoisonError::into_inner);
+        let done = st.done;
+        drop(st);
+        if let Some(thread) = self.thread.take() {
+            if done {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Output {
+    /// Without `finish`, the thread still writes out what is queued, then ends.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The writer thread.
+fn run(shared: &Shared, mut fmt: Formatter, mut sink: Sink, waker: Option<Arc<mio::Waker>>) {
+    let mut batch = VecDeque::new();
+    loop {
+        let mut st = shared.lock();
+        if st.queue.is_empty() && !st.stop && sink.dirty {
+            // Idle: show everything before sleeping.
+            drop(st);
+            sink.flush();
+            continue;
+        }
+        st = shared
+            .work
+            .wait_while(st, |s| s.queue.is_empty() && !s.stop)
+            .unwrap_or_else(PoisonError::into_inner);
+        if st.queue.is_empty() {
+            break; // stopped, and everything is written
+        }
+        std::mem::swap(&mut st.queue, &mut batch);
+        st.child_bytes = 0;
+        let wake = std::mem::take(&mut st.want_wake);
+        drop(st);
+        if wake {
+            if let Some(w) = &waker {
+                let _ = w.wake();
+            }
+        }
+        for item in batch.drain(..) {
+            match item {
+                Item::Apps(apps) => fmt.set_apps(&apps),
+                item if !sink.broken => {
+                    fmt.format(&mut sink.buf, &item);
+                    sink.dirty = true;
+                    if sink.buf.len() >= WRITE_AT {
+                        sink.write_buf();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    sink.flush();
+    shared.lock().done = true;
+    shared.done.notify_all();
+}
+
+/// Formats items into bytes.
+struct Formatter {
+    json: bool,
+    timestamps: bool,
+    colour: bool,
+    /// Width of the padded prefix.
+    width: usize,
+    /// Palette index of each known app.
+    colours: HashMap<String, usize>,
+}
+
+impl Formatter {
+    fn set_apps(&mut self, apps: &[(String, u32)]) {
+        self.colours.clear();
+        self.width = SELF_NAME.len();
+        for (i, (name, n)) in apps.iter().enumerate() {
+            self.colours.insert(name.clone(), i % PALETTE.len());
+            let last = n.saturating_sub(1);
+            self.width = self.width.max(name.chars().count() + 1 + digits(last));
+        }
+    }
+
+    fn colour_of(&self, app: &str) -> &'static str {
+        let i = self.colours.get(app).copied().unwrap_or_else(|| {
+            // An app no longer (or not yet) known: a stable colour from its name.
+            app.bytes().map(usize::from).sum::<usize>() % PALETTE.len()
+        });
+        PALETTE[i]
+    }
+
+    fn format(&self, out: &mut Vec<u8>, item: &Item) {
+        let (time, name, index, stream, text, cut) = match item {
+            Item::Apps(_) => return,
+            Item::Event { time, text } => (time, SELF_NAME, None, None, text.as_bytes(), false),
+            Item::Line {
+                time,
+                app,
+                index,
+                stream,
+                line,
+                cut,
+            } => (
+                time,
+                app.as_str(),
+                Some(*index),
+                Some(*stream),
+                &line[..],
+                *cut,
+            ),
+        };
+        let text = String::from_utf8_lossy(text);
+        if self.json {
+            let time = humantime::format_rfc3339_millis(*time);
+            let _ = write!(out, "{{\"time\":\"{time}\",\"app\":");
+            json_str(out, name);
+            if let Some(index) = index {
+                let _ = write!(out, ",\"instance\":{index}");
+            }
+            let stream = stream.map_or("event", Stream::as_str);
+            let _ = write!(out, ",\"stream\":\"{stream}\",\"line\":");
+            json_str(out, &text);
+            if cut {
+                out.extend_from_slice(b",\"cut\":true");
+            }
+            out.extend_from_slice(b"}\n");
+            return;
+        }
+        if self.timestamps {
+            let _ = write!(out, "{} ", humantime::format_rfc3339_millis(*time));
+        }
+        if self.colour {
+            out.extend_from_slice(
+                match index {
+                    Some(_) => self.colour_of(name),
+                    None => BOLD,
+                }
+                .as_bytes(),
+            );
+        }
+        out.extend_from_slice(name.as_bytes());
+        if let Some(index) = index {
+            let _ = write!(out, ".{index}");
+        }
+        let shown = name.chars().count() + index.map_or(0, |i| 1 + digits(i));
+        out.resize(out.len() + self.width.saturating_sub(shown), b' ');
+        out.extend_from_slice(b" |");
+        if self.colour {
+            out.extend_from_slice(RESET.as_bytes());
+        }
+        out.push(b' ');
+        out.extend_from_slice(text.as_bytes());
+        if cut {
+            out.extend_from_slice(CUT_MARK.as_bytes());
+        }
+        out.push(b'\n');
+    }
+}
+
+fn digits(mut n: u32) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Serializing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The buffered, error-tolerant end of the writer thread.
+struct Sink {
+    w: Box<dyn Write + Send>,
+    buf: Vec<u8>,
+    /// Bytes were given to `w` (or `buf`) since the last flush.
+    dirty: bool,
+    /// Writing failed: drop everything from now on.
+    broken: bool,
+}
+
+impl Sink {
+    fn write_buf(&mut self) {
+        let mut off = 0;
+        while off < self.buf.len() && !self.broken {
+            match self.w.write(&self.buf[off..]) {
+                Ok(0) => self.broken = true,
+                Ok(n) => off += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Someone else made the shared stdout non-blocking: behave as blocking.
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => self.broken = true,
+            }
+        }
+        self.buf.clear();
+    }
+
+    fn flush(&mut self) {
+        self.write_buf();
+        if !self.broken {
+            if let Err(e) = self.w.flush() {
+                if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted {
+                    self.broken = true;
+                }
+            }
+        }
+        self.dirty = false;
+    }
+}
+
+/// The process's stdout as a raw descriptor: no std buffering, no O_NONBLOCK, never closed.
+struct Fd1;
+
+impl Write for Fd1 {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: writing from a valid slice to fd 1.
+        let n = unsafe { libc::write(1, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "output_tests.rs"]
+mod tests;
