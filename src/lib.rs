@@ -10,3 +10,4 @@ pub mod os;
 pub mod plan;
 pub mod runtime;
 pub mod state;
+pub mod watch;

@@ -6,25 +6,54 @@
 //! nothing holds a timer. The runtime records the effect of every action as a fact
 //! before it asks again, so the same action is never emitted twice.
 
+pub mod diff;
 pub mod order;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::config::{AppSpec, Ecosystem};
-use crate::state::{Done, Instance, InstanceId, Observed};
+use crate::config::{AppSpec, Ecosystem, UpdateStrategy};
+use crate::state::{Done, Instance, InstanceId, Observed, Who};
+
+/// What supervise is asked to run: the file, plus per-app restart epochs (a `watch`
+/// trigger bumps one, and the instances are replaced as if their spec had changed).
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub eco: Ecosystem,
+    pub epochs: BTreeMap<String, u64>,
+}
+
+impl Desired {
+    pub fn new(eco: Ecosystem) -> Desired {
+        Desired {
+            eco,
+            epochs: BTreeMap::new(),
+        }
+    }
+
+    pub fn app(&self, name: &str) -> Option<&AppSpec> {
+        self.eco.app(name)
+    }
+
+    pub fn generation(&self, app: &AppSpec) -> u64 {
+        diff::generation(app, self.epochs.get(&app.name).copied().unwrap_or(0))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Start (or restart) this instance now.
+    /// Start (or restart) this slot's instance now.
     Spawn(InstanceId),
+    /// Rolling update: the running instance becomes outgoing, a successor will start.
+    Replace(InstanceId),
     /// Send the app's `stop_signal` to the instance's process group.
-    Stop(InstanceId),
+    Stop(Who),
     /// SIGKILL the instance's process group.
-    Kill(InstanceId),
+    Kill(Who),
     /// The instance is gone and no longer wanted: drop its record.
-    Forget(InstanceId),
+    Forget(Who),
     /// Nothing is left to run: leave with this code.
     Exit(i32),
 }
@@ -43,27 +72,29 @@ impl Plan {
 
 /// How to stop an instance: its app's signal and timeout, or defaults for an instance
 /// whose app is no longer in the file.
-pub fn stop_policy(desired: &Ecosystem, id: &InstanceId) -> (Signal, Duration) {
-    match desired.app(&id.app) {
+pub fn stop_policy(desired: &Desired, app: &str) -> (Signal, Duration) {
+    match desired.app(app) {
         Some(spec) => (spec.stop_signal, spec.stop_timeout),
-        None => (Signal::SIGTERM, desired.settings.stop_timeout),
+        None => (Signal::SIGTERM, desired.eco.settings.stop_timeout),
     }
 }
 
-pub fn plan(desired: &Ecosystem, observed: &Observed, now: Instant) -> Plan {
+pub fn plan(desired: &Desired, observed: &Observed, now: Instant) -> Plan {
     let mut plan = Plan::default();
     if let Some(shutdown) = observed.shutdown {
         plan_shutdown(desired, observed, shutdown.force, now, &mut plan);
         return plan;
     }
-    for i in order::start_order(desired) {
-        plan_app(&desired.apps[i], desired, observed, now, &mut plan);
+    for i in order::start_order(&desired.eco) {
+        plan_app(&desired.eco.apps[i], desired, observed, now, &mut plan);
     }
-    // Instances of apps no longer in the file.
     for inst in observed.instances.values() {
         if desired.app(&inst.id.app).is_none() {
-            retire(inst, desired, now, &mut plan);
+            retire(Who::Slot(inst.id.clone()), inst, desired, now, &mut plan);
         }
+    }
+    for (pgid, inst) in &observed.outgoing {
+        plan_outgoing(Who::Old(*pgid), inst, desired, observed, now, &mut plan);
     }
     if plan.actions.is_empty() {
         if let Some(code) = finished(desired, observed) {
@@ -73,8 +104,15 @@ pub fn plan(desired: &Ecosystem, observed: &Observed, now: Instant) -> Plan {
     plan
 }
 
-fn plan_app(app: &AppSpec, desired: &Ecosystem, observed: &Observed, now: Instant, plan: &mut Plan) {
+fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant, plan: &mut Plan) {
     let deps_ready = dependencies_ready(app, desired, observed);
+    let generation = desired.generation(app);
+    // One replacement at a time per app: wait while an outgoing instance still serves
+    // for a successor that is not ready yet.
+    let mut replacing = observed
+        .outgoing
+        .values()
+        .any(|o| o.id.app == app.name && o.alive() && o.stop.is_none());
     for index in 0..app.instances {
         let id = InstanceId::new(&app.name, index);
         let Some(inst) = observed.instances.get(&id) else {
@@ -83,13 +121,29 @@ fn plan_app(app: &AppSpec, desired: &Ecosystem, observed: &Observed, now: Instan
             }
             continue;
         };
+        let outdated = inst.generation != generation;
         if inst.pid.is_some() {
+            if outdated && inst.stop.is_none() {
+                match app.update {
+                    UpdateStrategy::Recreate => drive_stop(Who::Slot(id), inst, desired, now, plan),
+                    UpdateStrategy::Rolling if !replacing => {
+                        replacing = true;
+                        plan.actions.push(Action::Replace(id));
+                    }
+                    UpdateStrategy::Rolling => {}
+                }
+            }
             continue;
         }
         if inst.group_alive {
             // The leader is gone but its group lives on: stop the leftovers before a
             // new run, as systemd's KillMode=control-group does.
-            drive_stop(inst, desired, now, plan);
+            drive_stop(Who::Slot(id), inst, desired, now, plan);
+        } else if outdated && inst.started_at.is_some() {
+            // A new version replaces a finished, errored or backing-off run at once.
+            if deps_ready {
+                plan.actions.push(Action::Spawn(id));
+            }
         } else if inst.done.is_some() {
         } else if let Some(at) = inst.restart_at {
             if now < at {
@@ -103,14 +157,45 @@ fn plan_app(app: &AppSpec, desired: &Ecosystem, observed: &Observed, now: Instan
     }
     for inst in observed.instances.values() {
         if inst.id.app == app.name && inst.id.index >= app.instances {
-            retire(inst, desired, now, plan);
+            retire(Who::Slot(inst.id.clone()), inst, desired, now, plan);
         }
+    }
+}
+
+/// An instance replaced by a rolling update serves until its successor is ready, then
+/// stops gracefully. If the successor is not running (it crashed, or backs off), the
+/// old one keeps serving.
+fn plan_outgoing(
+    who: Who,
+    inst: &Instance,
+    desired: &Desired,
+    observed: &Observed,
+    now: Instant,
+    plan: &mut Plan,
+) {
+    if !inst.alive() {
+        plan.actions.push(Action::Forget(who));
+        return;
+    }
+    if inst.stop.is_some() {
+        drive_stop(who, inst, desired, now, plan);
+        return;
+    }
+    let wanted = desired
+        .app(&inst.id.app)
+        .is_some_and(|app| inst.id.index < app.instances);
+    let successor_ready = observed
+        .instances
+        .get(&inst.id)
+        .is_some_and(|s| s.up() && s.ready);
+    if !wanted || successor_ready {
+        drive_stop(who, inst, desired, now, plan);
     }
 }
 
 /// Every instance of every dependency is up and ready, or finished cleanly (a one-shot
 /// job such as a migration).
-fn dependencies_ready(app: &AppSpec, desired: &Ecosystem, observed: &Observed) -> bool {
+fn dependencies_ready(app: &AppSpec, desired: &Desired, observed: &Observed) -> bool {
     app.depends_on.iter().all(|dep| {
         let Some(dep) = desired.app(dep) else {
             return true;
@@ -128,23 +213,23 @@ fn dependencies_ready(app: &AppSpec, desired: &Ecosystem, observed: &Observed) -
 }
 
 /// An instance that must go: stop it, then forget it once nothing of it is left.
-fn retire(inst: &Instance, desired: &Ecosystem, now: Instant, plan: &mut Plan) {
+fn retire(who: Who, inst: &Instance, desired: &Desired, now: Instant, plan: &mut Plan) {
     if inst.alive() {
-        drive_stop(inst, desired, now, plan);
+        drive_stop(who, inst, desired, now, plan);
     } else {
-        plan.actions.push(Action::Forget(inst.id.clone()));
+        plan.actions.push(Action::Forget(who));
     }
 }
 
 /// The graceful stop sequence: stop signal, then SIGKILL after `stop_timeout`.
-fn drive_stop(inst: &Instance, desired: &Ecosystem, now: Instant, plan: &mut Plan) {
+fn drive_stop(who: Who, inst: &Instance, desired: &Desired, now: Instant, plan: &mut Plan) {
     match inst.stop {
-        None => plan.actions.push(Action::Stop(inst.id.clone())),
+        None => plan.actions.push(Action::Stop(who)),
         Some(stop) if !stop.killed => {
-            let (_, timeout) = stop_policy(desired, &inst.id);
+            let (_, timeout) = stop_policy(desired, &inst.id.app);
             let deadline = stop.at + timeout;
             if now >= deadline {
-                plan.actions.push(Action::Kill(inst.id.clone()));
+                plan.actions.push(Action::Kill(who));
             } else {
                 plan.wake(deadline);
             }
@@ -153,16 +238,16 @@ fn drive_stop(inst: &Instance, desired: &Ecosystem, now: Instant, plan: &mut Pla
     }
 }
 
-fn plan_shutdown(desired: &Ecosystem, observed: &Observed, force: bool, now: Instant, plan: &mut Plan) {
+fn plan_shutdown(desired: &Desired, observed: &Observed, force: bool, now: Instant, plan: &mut Plan) {
     let mut any_alive = false;
-    for inst in observed.instances.values().filter(|i| i.alive()) {
+    for (who, inst) in observed.all().filter(|(_, i)| i.alive()) {
         any_alive = true;
         if force {
             if !inst.stop.is_some_and(|s| s.killed) {
-                plan.actions.push(Action::Kill(inst.id.clone()));
+                plan.actions.push(Action::Kill(who));
             }
         } else if inst.stop.is_some() || !dependents_alive(&inst.id.app, desired, observed) {
-            drive_stop(inst, desired, now, plan);
+            drive_stop(who, inst, desired, now, plan);
         }
     }
     if !any_alive {
@@ -171,24 +256,23 @@ fn plan_shutdown(desired: &Ecosystem, observed: &Observed, force: bool, now: Ins
 }
 
 /// Some app that depends on `app` still has a process: `app` must wait to be stopped.
-fn dependents_alive(app: &str, desired: &Ecosystem, observed: &Observed) -> bool {
-    order::dependents(desired, app).any(|dependent| {
+fn dependents_alive(app: &str, desired: &Desired, observed: &Observed) -> bool {
+    order::dependents(&desired.eco, app).any(|dependent| {
         observed
-            .instances
-            .values()
-            .any(|i| i.id.app == dependent && i.alive())
+            .all()
+            .any(|(_, i)| i.id.app == dependent && i.alive())
     })
 }
 
 /// Every wanted instance has run and will not run again: the exit code supervise leaves
 /// with (SPEC section 2), or `None` while anything is left to run. An app scaled to 0
 /// keeps supervise running.
-fn finished(desired: &Ecosystem, observed: &Observed) -> Option<i32> {
-    if observed.instances.values().any(|i| i.alive()) {
+fn finished(desired: &Desired, observed: &Observed) -> Option<i32> {
+    if observed.all().any(|(_, i)| i.alive()) || !observed.outgoing.is_empty() {
         return None;
     }
     let mut all_ok = true;
-    for app in &desired.apps {
+    for app in &desired.eco.apps {
         if app.instances == 0 {
             return None;
         }

@@ -27,10 +27,14 @@ fn id(app: &str, index: u32) -> InstanceId {
     InstanceId::new(app, index)
 }
 
+fn slot(app: &str, index: u32) -> Who {
+    Who::Slot(id(app, index))
+}
+
 /// A fake runtime: performs actions on `Observed` the way the real one does, handing
 /// out pids, and returns what it did.
 struct Sim {
-    eco: Ecosystem,
+    d: Desired,
     obs: Observed,
     now: Instant,
     next_pid: i32,
@@ -39,7 +43,7 @@ struct Sim {
 impl Sim {
     fn new(eco: Ecosystem) -> Sim {
         Sim {
-            eco,
+            d: Desired::new(eco),
             obs: Observed::default(),
             now: Instant::now(),
             next_pid: 100,
@@ -50,7 +54,7 @@ impl Sim {
     fn step(&mut self) -> Vec<Action> {
         let mut all = Vec::new();
         for _ in 0..100 {
-            let p = plan(&self.eco, &self.obs, self.now);
+            let p = plan(&self.d, &self.obs, self.now);
             if p.actions.is_empty() {
                 break;
             }
@@ -59,13 +63,15 @@ impl Sim {
                 match a {
                     Action::Spawn(i) => {
                         self.next_pid += 1;
-                        self.obs.spawned(i, self.next_pid, self.now);
+                        let generation = self.d.generation(self.d.app(&i.app).unwrap());
+                        self.obs.spawned(i, self.next_pid, generation, self.now);
                     }
-                    Action::Stop(i) => self.obs.stop_requested(i, self.now),
-                    Action::Kill(i) => self.obs.killed(i, self.now),
-                    Action::Forget(i) => {
-                        self.obs.instances.remove(i);
+                    Action::Replace(i) => {
+                        self.obs.replace(i);
                     }
+                    Action::Stop(w) => self.obs.stop_requested(w, self.now),
+                    Action::Kill(w) => self.obs.killed(w, self.now),
+                    Action::Forget(w) => self.obs.forget(w),
                     Action::Exit(_) => {}
                 }
             }
@@ -78,12 +84,13 @@ impl Sim {
     }
 
     fn wake_at(&self) -> Option<Instant> {
-        plan(&self.eco, &self.obs, self.now).wake_at
+        plan(&self.d, &self.obs, self.now).wake_at
     }
 
     fn exit(&mut self, i: &InstanceId, status: ExitStatus) -> Outcome {
-        let spec = self.eco.app(&i.app).cloned();
-        self.obs.exited(i, spec.as_ref(), status, false, self.now)
+        let spec = self.d.app(&i.app).cloned();
+        self.obs
+            .exited(&Who::Slot(i.clone()), spec.as_ref(), status, false, self.now)
     }
 
     fn pid(&self, i: &InstanceId) -> Option<i32> {
@@ -159,11 +166,11 @@ fn dependency_starts_first_and_stops_last() {
         force: false,
     });
     let acts = s.step();
-    assert_eq!(acts, vec![Action::Stop(id("api", 0)), Action::Stop(id("api", 1))]);
+    assert_eq!(acts, vec![Action::Stop(slot("api", 0)), Action::Stop(slot("api", 1))]);
     s.exit(&id("api", 0), ExitStatus::Signal(Signal::SIGTERM));
     assert!(s.step().is_empty(), "db waits for every api instance");
     s.exit(&id("api", 1), ExitStatus::Code(0));
-    assert_eq!(s.step(), vec![Action::Stop(id("db", 0))]);
+    assert_eq!(s.step(), vec![Action::Stop(slot("db", 0))]);
     s.exit(&id("db", 0), ExitStatus::Code(0));
     assert_eq!(s.step(), vec![Action::Exit(0)]);
 }
@@ -198,12 +205,12 @@ fn stop_timeout_escalates_to_kill() {
         at: s.now,
         force: false,
     });
-    assert_eq!(s.step(), vec![Action::Stop(id("web", 0))]);
+    assert_eq!(s.step(), vec![Action::Stop(slot("web", 0))]);
     assert_eq!(s.wake_at(), Some(s.now + ms(500)));
     s.advance(ms(499));
     assert!(s.step().is_empty());
     s.advance(ms(1));
-    assert_eq!(s.step(), vec![Action::Kill(id("web", 0))]);
+    assert_eq!(s.step(), vec![Action::Kill(slot("web", 0))]);
     assert!(s.step().is_empty(), "killed once");
     s.exit(&id("web", 0), ExitStatus::Signal(Signal::SIGKILL));
     assert_eq!(s.step(), vec![Action::Exit(0)]);
@@ -222,7 +229,7 @@ fn second_signal_kills_at_once() {
         at: s.now,
         force: true,
     });
-    assert_eq!(s.step(), vec![Action::Kill(id("web", 0)), Action::Kill(id("web", 1))]);
+    assert_eq!(s.step(), vec![Action::Kill(slot("web", 0)), Action::Kill(slot("web", 1))]);
 }
 
 #[test]
@@ -242,13 +249,14 @@ fn leftover_group_is_stopped_before_restart() {
     let mut s = Sim::new(eco(vec![app("web", 1)]));
     s.step();
     let i = id("web", 0);
-    let spec = s.eco.apps[0].clone();
+    let spec = s.d.eco.apps[0].clone();
     s.advance(ms(5000));
-    let out = s.obs.exited(&i, Some(&spec), ExitStatus::Code(0), true, s.now);
+    let w = Who::Slot(i.clone());
+    let out = s.obs.exited(&w, Some(&spec), ExitStatus::Code(0), true, s.now);
     assert_eq!(out, Outcome::Restart(Duration::ZERO));
-    assert_eq!(s.step(), vec![Action::Stop(i.clone())]);
+    assert_eq!(s.step(), vec![Action::Stop(w.clone())]);
     assert!(s.step().is_empty(), "no new run while the old group lives");
-    s.obs.group_gone(&i);
+    s.obs.group_gone(&w);
     assert_eq!(s.step(), vec![Action::Spawn(i)]);
 }
 
@@ -257,11 +265,11 @@ fn scaling_down_stops_the_highest_numbers_and_forgets_them() {
     let mut s = Sim::new(eco(vec![app("web", 4)]));
     s.step();
     let pids: Vec<_> = (0..2).map(|n| s.pid(&id("web", n))).collect();
-    s.eco.apps[0].instances = 2;
-    assert_eq!(s.step(), vec![Action::Stop(id("web", 2)), Action::Stop(id("web", 3))]);
+    s.d.eco.apps[0].instances = 2;
+    assert_eq!(s.step(), vec![Action::Stop(slot("web", 2)), Action::Stop(slot("web", 3))]);
     s.exit(&id("web", 2), ExitStatus::Signal(Signal::SIGTERM));
     s.exit(&id("web", 3), ExitStatus::Signal(Signal::SIGTERM));
-    assert_eq!(s.step(), vec![Action::Forget(id("web", 2)), Action::Forget(id("web", 3))]);
+    assert_eq!(s.step(), vec![Action::Forget(slot("web", 2)), Action::Forget(slot("web", 3))]);
     let after: Vec<_> = (0..2).map(|n| s.pid(&id("web", n))).collect();
     assert_eq!(pids, after);
 }
@@ -307,4 +315,170 @@ fn a_finished_one_shot_dependency_lets_dependents_start() {
     s.exit(&id("migrate", 0), ExitStatus::Code(0));
     s.obs.instances.remove(&id("web", 0));
     assert_eq!(s.step(), vec![Action::Spawn(id("web", 0))]);
+}
+
+fn pids(s: &Sim, app: &str, n: u32) -> Vec<Option<i32>> {
+    (0..n).map(|i| s.pid(&id(app, i))).collect()
+}
+
+#[test]
+fn rolling_update_replaces_one_at_a_time_new_before_old() {
+    let mut s = Sim::new(eco(vec![app("web", 2), app("other", 1)]));
+    s.step();
+    let other = s.pid(&id("other", 0));
+    s.d.eco.apps[0].env.insert("V".into(), "2".into());
+    let p = plan(&s.d, &s.obs, s.now);
+    assert_eq!(p.actions, vec![Action::Replace(id("web", 0))], "one at a time");
+    let acts = s.step();
+    let old0 = Who::Old(101);
+    let old1 = Who::Old(102);
+    assert_eq!(
+        acts,
+        vec![
+            Action::Replace(id("web", 0)),
+            Action::Spawn(id("web", 0)),
+            Action::Stop(old0.clone()),
+            Action::Replace(id("web", 1)),
+            Action::Spawn(id("web", 1)),
+            Action::Stop(old1.clone()),
+        ],
+        "each new instance starts before its old one is stopped"
+    );
+    assert_eq!(s.pid(&id("other", 0)), other, "untouched app keeps its pid");
+    // The old ones are forgotten once gone.
+    for (w, pid) in [(old0, 101), (old1, 102)] {
+        let spec = s.d.eco.apps[0].clone();
+        let who = s.obs.find_leader(&id("web", 0), pid).or(s.obs.find_leader(&id("web", 1), pid));
+        assert_eq!(who, Some(w.clone()));
+        s.obs.exited(&w, Some(&spec), ExitStatus::Signal(Signal::SIGTERM), false, s.now);
+    }
+    assert_eq!(s.step(), vec![Action::Forget(Who::Old(101)), Action::Forget(Who::Old(102))]);
+    assert!(s.step().is_empty());
+}
+
+#[test]
+fn rolling_update_keeps_the_old_instance_while_the_new_one_is_down() {
+    let mut s = Sim::new(eco(vec![app("web", 1)]));
+    s.step();
+    s.d.eco.apps[0].command.argv.push("--v2".into());
+    s.obs.replace(&id("web", 0));
+    s.step();
+    let new = s.pid(&id("web", 0)).unwrap();
+    assert_ne!(new, 101);
+    // Pretend the successor crashed before the old one was told to stop.
+    s.obs.outgoing.get_mut(&101).unwrap().stop = None;
+    s.exit(&id("web", 0), ExitStatus::Code(1));
+    assert!(s.step().is_empty(), "old keeps serving while the new one backs off");
+    assert!(s.obs.outgoing[&101].alive());
+}
+
+#[test]
+fn recreate_stops_first_then_starts() {
+    let mut a = app("web", 1);
+    a.update = crate::config::UpdateStrategy::Recreate;
+    let mut s = Sim::new(eco(vec![a]));
+    s.step();
+    s.d.eco.apps[0].env.insert("V".into(), "2".into());
+    assert_eq!(s.step(), vec![Action::Stop(slot("web", 0))]);
+    s.exit(&id("web", 0), ExitStatus::Signal(Signal::SIGTERM));
+    assert_eq!(s.step(), vec![Action::Spawn(id("web", 0))]);
+}
+
+#[test]
+fn policy_only_change_touches_nothing() {
+    let mut s = Sim::new(eco(vec![app("web", 3)]));
+    s.step();
+    let before = pids(&s, "web", 3);
+    s.d.eco.apps[0].max_restarts = 1;
+    s.d.eco.apps[0].restart_delay = ms(5);
+    assert!(s.step().is_empty());
+    assert_eq!(pids(&s, "web", 3), before);
+}
+
+#[test]
+fn scale_up_and_down_keep_survivors() {
+    let mut s = Sim::new(eco(vec![app("web", 2)]));
+    s.step();
+    let before = pids(&s, "web", 2);
+    s.d.eco.apps[0].instances = 5;
+    assert_eq!(
+        s.step(),
+        vec![
+            Action::Spawn(id("web", 2)),
+            Action::Spawn(id("web", 3)),
+            Action::Spawn(id("web", 4))
+        ]
+    );
+    assert_eq!(pids(&s, "web", 2), before);
+    s.d.eco.apps[0].instances = 1;
+    let acts = s.step();
+    assert_eq!(acts.len(), 4);
+    assert_eq!(s.pid(&id("web", 0)), before[0]);
+}
+
+#[test]
+fn removed_app_is_stopped_and_added_app_started() {
+    let mut s = Sim::new(eco(vec![app("old", 1), app("keep", 1)]));
+    s.step();
+    let keep = s.pid(&id("keep", 0));
+    s.d.eco.apps.remove(0);
+    s.d.eco.apps.push(app("new", 1));
+    let acts = s.step();
+    assert_eq!(acts, vec![Action::Spawn(id("new", 0)), Action::Stop(slot("old", 0))]);
+    assert_eq!(s.pid(&id("keep", 0)), keep);
+    s.exit(&id("old", 0), ExitStatus::Code(0));
+    assert_eq!(s.step(), vec![Action::Forget(slot("old", 0))]);
+}
+
+#[test]
+fn edits_during_a_rollout_converge_to_the_last_version() {
+    let mut s = Sim::new(eco(vec![app("web", 3)]));
+    s.step();
+    for v in 0..5 {
+        s.d.eco.apps[0].env.insert("V".into(), v.to_string());
+        // Only part of the rollout happens before the next edit.
+        for _ in 0..2 {
+            let p = plan(&s.d, &s.obs, s.now);
+            for a in p.actions {
+                match a {
+                    Action::Replace(i) => {
+                        s.obs.replace(&i);
+                    }
+                    Action::Spawn(i) => {
+                        s.next_pid += 1;
+                        let g = s.d.generation(s.d.app(&i.app).unwrap());
+                        s.obs.spawned(&i, s.next_pid, g, s.now);
+                    }
+                    Action::Stop(w) => s.obs.stop_requested(&w, s.now),
+                    _ => {}
+                }
+            }
+        }
+    }
+    s.step();
+    // Every stopped outgoing instance exits.
+    let old: Vec<i32> = s.obs.outgoing.keys().copied().collect();
+    for pgid in old {
+        s.obs.exited(&Who::Old(pgid), None, ExitStatus::Code(0), false, s.now);
+    }
+    s.step();
+    let g = s.d.generation(&s.d.eco.apps[0]);
+    assert!(s.obs.outgoing.is_empty());
+    assert_eq!(s.obs.instances.len(), 3);
+    assert!(s.obs.instances.values().all(|i| i.generation == g && i.up()));
+}
+
+#[test]
+fn watch_epoch_bump_rolls_the_app() {
+    let mut s = Sim::new(eco(vec![app("web", 1)]));
+    s.step();
+    *s.d.epochs.entry("web".into()).or_default() += 1;
+    assert_eq!(
+        s.step(),
+        vec![
+            Action::Replace(id("web", 0)),
+            Action::Spawn(id("web", 0)),
+            Action::Stop(Who::Old(101))
+        ]
+    );
 }

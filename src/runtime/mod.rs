@@ -8,6 +8,7 @@
 
 mod perform;
 mod pipes;
+mod reload;
 
 use std::collections::HashMap;
 use std::io;
@@ -23,8 +24,9 @@ use crate::config::units::format_duration;
 use crate::config::{Ecosystem, RestartPolicy};
 use crate::logs::Output;
 use crate::os;
-use crate::plan::{self, Action};
-use crate::state::{ExitStatus, InstanceId, Observed, Outcome, Shutdown};
+use crate::plan::{self, Action, Desired};
+use crate::state::{ExitStatus, InstanceId, Observed, Outcome, Shutdown, Who};
+use crate::watch::Watcher;
 
 const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -36,8 +38,11 @@ const SWEEP_GRACE: Duration = Duration::from_secs(2);
 pub struct Runtime {
     poll: Poll,
     signals: Signals,
-    desired: Ecosystem,
+    desired: Desired,
     observed: Observed,
+    /// Reloads and `watch` restarts, debounced.
+    reload: reload::Reloader,
+    watcher: Option<Watcher>,
     /// Routing table of the reaper: leader pid -> instance. Unknown pids are orphans.
     leaders: HashMap<i32, InstanceId>,
     pipes: pipes::Pipes,
@@ -59,17 +64,29 @@ pub fn run(ecosystem: Ecosystem) -> io::Result<i32> {
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let settings = &ecosystem.settings;
-    let output = Output::start(settings.log_format, settings.log_timestamps, Some(waker));
+    let output = Output::start(settings.log_format, settings.log_timestamps, Some(waker.clone()));
     output.set_apps(&app_names(&ecosystem));
+    let watcher = match Watcher::new(waker) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            output.event(&format!(
+                "cannot watch files ({e}); edits are applied on SIGHUP only"
+            ));
+            None
+        }
+    };
     let mut runtime = Runtime {
         poll,
         signals,
-        desired: ecosystem,
+        reload: reload::Reloader::new(&ecosystem),
+        desired: Desired::new(ecosystem),
         observed: Observed::default(),
+        watcher,
         leaders: HashMap::new(),
         pipes: pipes::Pipes::new(FIRST_PIPE),
         output,
     };
+    runtime.update_watches();
     let code = runtime.run_loop()?;
     runtime.sweep();
     let Runtime { output, .. } = runtime;
@@ -77,7 +94,7 @@ pub fn run(ecosystem: Ecosystem) -> io::Result<i32> {
     Ok(code)
 }
 
-fn app_names(eco: &Ecosystem) -> Vec<(String, u32)> {
+pub(super) fn app_names(eco: &Ecosystem) -> Vec<(String, u32)> {
     eco.apps
         .iter()
         .map(|a| (a.name.clone(), a.instances))
@@ -88,11 +105,13 @@ impl Runtime {
     fn run_loop(&mut self) -> io::Result<i32> {
         let mut events = Events::with_capacity(256);
         loop {
+            self.reload_if_due(Instant::now());
             let (wake_at, exit) = self.reconcile();
             if let Some(code) = exit {
                 self.announce_exit(code);
                 return Ok(code);
             }
+            let wake_at = [wake_at, self.reload.due()].into_iter().flatten().min();
             let timeout = if self.pipes.busy(&self.output) {
                 Some(Duration::ZERO)
             } else {
@@ -106,7 +125,7 @@ impl Runtime {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals(),
-                    WAKER => {}
+                    WAKER => self.on_files_changed(),
                     token if self.pipes.owns(token) => {
                         self.pipes
                             .readable(self.poll.registry(), token, &self.output)
@@ -121,15 +140,14 @@ impl Runtime {
     /// Plan and perform until the plan asks for nothing more now. Returns the plan's
     /// next deadline and, when it says so, the exit code.
     fn reconcile(&mut self) -> (Option<Instant>, Option<i32>) {
-        // Each round records its effects as facts, so it converges in a few rounds; the
-        // bound only guards against a bug turning into a busy loop.
-        let mut wake_at = None;
+        // Each round records its effects as facts, so it converges in a few rounds (a
+        // rolling update takes three per instance). Past the bound, the loop polls
+        // without sleeping and comes back, so signals and pipes are served meanwhile.
         for _ in 0..64 {
             self.check_groups();
             let plan = plan::plan(&self.desired, &self.observed, Instant::now());
-            wake_at = plan.wake_at;
             if plan.actions.is_empty() {
-                break;
+                return (plan.wake_at, None);
             }
             for action in plan.actions {
                 if let Action::Exit(code) = action {
@@ -138,7 +156,7 @@ impl Runtime {
                 self.perform(action);
             }
         }
-        (wake_at, None)
+        (Some(Instant::now()), None)
     }
 
     fn on_signals(&mut self) {
@@ -147,9 +165,7 @@ impl Runtime {
             match signo {
                 SIGCHLD => self.reap(),
                 SIGTERM | SIGINT | SIGQUIT => self.shutdown(signo),
-                SIGHUP => self
-                    .output
-                    .event("received SIGHUP: reloading the file is not supported yet, ignored"),
+                SIGHUP => self.reload_now(),
                 other => self.output.event(&format!(
                     "received {}, ignored",
                     signal_name(other)
@@ -183,35 +199,48 @@ impl Runtime {
 
     fn reap(&mut self) {
         for (pid, status) in os::reap::reap_all() {
-            match self.leaders.remove(&pid) {
-                Some(id) => self.on_exit(id, pid, status),
+            let who = self
+                .leaders
+                .remove(&pid)
+                .and_then(|id| self.observed.find_leader(&id, pid));
+            match who {
+                Some(who) => self.on_exit(who, pid, status),
                 None => log::debug!("reaped orphan {pid} ({status})"),
             }
         }
     }
 
-    fn on_exit(&mut self, id: InstanceId, pid: i32, status: ExitStatus) {
+    fn on_exit(&mut self, who: Who, pid: i32, status: ExitStatus) {
         let now = Instant::now();
-        self.pipes.drain(self.poll.registry(), &id, &self.output);
-        let uptime = self
-            .observed
-            .instances
-            .get(&id)
-            .and_then(|i| i.started_at)
+        let Some(inst) = self.observed.get(&who) else {
+            return;
+        };
+        let id = inst.id.clone();
+        let started_at = inst.started_at;
+        if matches!(who, Who::Slot(_)) {
+            self.pipes.drain(self.poll.registry(), &id, &self.output);
+        }
+        let uptime = started_at
             .map(|t| now.saturating_duration_since(t))
             .unwrap_or_default();
         let how = match &status {
             ExitStatus::Signal(sig) => format!("killed by signal {}", sig.as_str()),
             other => format!("exited with {other}"),
         };
+        let name = match who {
+            Who::Old(pgid) => format!("{id} (old instance, pid {pgid})"),
+            Who::Slot(_) => id.to_string(),
+        };
         self.output
-            .event(&format!("{id} {how} after {}", format_duration(uptime)));
+            .event(&format!("{name} {how} after {}", format_duration(uptime)));
         let group_alive = os::group_exists(pid);
         let spec = self.desired.app(&id.app);
         let outcome = self
             .observed
-            .exited(&id, spec, status, group_alive, now);
-        self.announce_outcome(&id, outcome, group_alive);
+            .exited(&who, spec, status, group_alive, now);
+        if matches!(who, Who::Slot(_)) {
+            self.announce_outcome(&id, outcome, group_alive);
+        }
     }
 
     fn announce_outcome(&self, id: &InstanceId, outcome: Outcome, group_alive: bool) {
@@ -240,18 +269,16 @@ impl Runtime {
     /// group has emptied. Orphaned members are reparented to us and reaped as orphans,
     /// so this runs after every reap; it costs one kill(2) per such instance.
     fn check_groups(&mut self) {
-        let emptied: Vec<InstanceId> = self
+        let emptied: Vec<(Who, InstanceId, bool)> = self
             .observed
-            .instances
-            .values()
-            .filter(|i| i.pid.is_none() && i.group_alive)
-            .filter(|i| !i.pgid.is_some_and(os::group_exists))
-            .map(|i| i.id.clone())
+            .all()
+            .filter(|(_, i)| i.pid.is_none() && i.group_alive)
+            .filter(|(_, i)| !i.pgid.is_some_and(os::group_exists))
+            .map(|(who, i)| (who, i.id.clone(), i.stop.is_some()))
             .collect();
-        for id in emptied {
-            self.observed.group_gone(&id);
-            let stopped = self.observed.instances.get(&id).is_some_and(|i| i.stop.is_some());
-            if stopped {
+        for (who, id, stopping) in emptied {
+            self.observed.group_gone(&who);
+            if stopping {
                 self.output.event(&format!("{id} stopped"));
             }
         }

@@ -10,18 +10,21 @@ use crate::config::units::format_duration;
 use crate::logs::Stream;
 use crate::os;
 use crate::plan::{stop_policy, Action};
-use crate::state::{ExitStatus, InstanceId};
+use crate::state::{ExitStatus, InstanceId, Who};
 
 impl Runtime {
     pub(super) fn perform(&mut self, action: Action) {
         log::debug!("perform {action:?}");
         match action {
             Action::Spawn(id) => self.spawn(id),
-            Action::Stop(id) => self.stop(&id),
-            Action::Kill(id) => self.kill(&id),
-            Action::Forget(id) => {
-                self.observed.instances.remove(&id);
+            Action::Replace(id) => {
+                if let Some(old) = self.observed.replace(&id) {
+                    log::debug!("{id} replaced, old instance is now {old:?}");
+                }
             }
+            Action::Stop(who) => self.stop(&who),
+            Action::Kill(who) => self.kill(&who),
+            Action::Forget(who) => self.observed.forget(&who),
             Action::Exit(_) => {}
         }
     }
@@ -30,11 +33,12 @@ impl Runtime {
         let Some(spec) = self.desired.app(&id.app) else {
             return;
         };
+        let generation = self.desired.generation(spec);
         let now = Instant::now();
         match os::spawn::spawn(spec, id.index) {
             Ok(child) => {
                 self.leaders.insert(child.pid, id.clone());
-                self.observed.spawned(&id, child.pid, now);
+                self.observed.spawned(&id, child.pid, generation, now);
                 let registry = self.poll.registry();
                 for (fd, stream) in [(child.stdout, Stream::Stdout), (child.stderr, Stream::Stderr)] {
                     if let Err(e) = self.pipes.add(registry, fd, &id, stream) {
@@ -48,11 +52,11 @@ impl Runtime {
                 // A failed start is a crash like any other: it backs off and counts
                 // towards max_restarts.
                 self.output.event(&format!("{id} failed to start: {e}"));
-                self.observed.spawned(&id, 0, now);
+                self.observed.spawned(&id, 0, generation, now);
+                let who = Who::Slot(id.clone());
                 let spec = self.desired.app(&id.app);
-                let outcome =
-                    self.observed
-                        .exited(&id, spec, ExitStatus::SpawnFailed(e.to_string()), false, now);
+                let status = ExitStatus::SpawnFailed(e.to_string());
+                let outcome = self.observed.exited(&who, spec, status, false, now);
                 if let Some(inst) = self.observed.instances.get_mut(&id) {
                     inst.pgid = None;
                 }
@@ -61,47 +65,56 @@ impl Runtime {
         }
     }
 
-    fn stop(&mut self, id: &InstanceId) {
-        let (signal, _) = stop_policy(&self.desired, id);
-        let Some(inst) = self.observed.instances.get(id) else {
+    fn stop(&mut self, who: &Who) {
+        let Some(inst) = self.observed.get(who) else {
             return;
         };
-        if inst.pid.is_some() {
-            self.output
-                .event(&format!("{id} stopping ({})", signal.as_str()));
-        } else {
-            self.output.event(&format!(
+        let id = &inst.id;
+        let (signal, _) = stop_policy(&self.desired, &id.app);
+        let text = match (who, inst.pid.is_some()) {
+            (Who::Old(pgid), _) => format!(
+                "{id} (old instance, pid {pgid}) stopping ({})",
+                signal.as_str()
+            ),
+            (_, true) => format!("{id} stopping ({})", signal.as_str()),
+            (_, false) => format!(
                 "{id} exited but processes remain in its group, stopping them ({})",
                 signal.as_str()
-            ));
-        }
-        self.signal_instance(id, signal);
-        self.observed.stop_requested(id, Instant::now());
+            ),
+        };
+        self.output.event(&text);
+        self.signal_instance(who, signal);
+        self.observed.stop_requested(who, Instant::now());
     }
 
-    fn kill(&mut self, id: &InstanceId) {
-        let (_, timeout) = stop_policy(&self.desired, id);
+    fn kill(&mut self, who: &Who) {
+        let Some(inst) = self.observed.get(who) else {
+            return;
+        };
+        let id = &inst.id;
+        let (_, timeout) = stop_policy(&self.desired, &id.app);
         let forced = self.observed.shutdown.is_some_and(|s| s.force);
-        if forced {
-            self.output.event(&format!("{id} killed (SIGKILL to its process group)"));
+        let text = if forced {
+            format!("{id} killed (SIGKILL to its process group)")
         } else {
-            self.output.event(&format!(
+            format!(
                 "{id} still running after {}, sending SIGKILL to its process group",
                 format_duration(timeout)
-            ));
-        }
-        self.signal_instance(id, Signal::SIGKILL);
-        self.observed.killed(id, Instant::now());
+            )
+        };
+        self.output.event(&text);
+        self.signal_instance(who, Signal::SIGKILL);
+        self.observed.killed(who, Instant::now());
     }
 
     /// Signal the whole group, and the leader on its own if it moved to another group.
-    fn signal_instance(&self, id: &InstanceId, signal: Signal) {
-        let Some(inst) = self.observed.instances.get(id) else {
+    fn signal_instance(&self, who: &Who, signal: Signal) {
+        let Some(inst) = self.observed.get(who) else {
             return;
         };
         if let Some(pgid) = inst.pgid {
             if let Err(e) = os::signal_group(pgid, signal) {
-                log::debug!("signal {signal} to group {pgid} of {id}: {e}");
+                log::debug!("signal {signal} to group {pgid} of {}: {e}", inst.id);
             }
         }
         if let Some(pid) = inst.pid {

@@ -36,6 +36,15 @@ impl fmt::Display for InstanceId {
     }
 }
 
+/// One record of the observed state: the current instance of a slot, or an old one
+/// that a rolling update is replacing (named by its process group, unique while any
+/// of its processes lives).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Who {
+    Slot(InstanceId),
+    Old(i32),
+}
+
 /// How a process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitStatus {
@@ -90,6 +99,8 @@ pub struct StopRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     pub id: InstanceId,
+    /// Fingerprint of the spec it was started from (`plan::diff::generation`).
+    pub generation: u64,
     /// The leader's pid while it is alive (not yet reaped).
     pub pid: Option<i32>,
     /// Process group (= session) of the current or last run; the leader's pid.
@@ -113,6 +124,7 @@ impl Instance {
     pub fn new(id: InstanceId) -> Instance {
         Instance {
             id,
+            generation: 0,
             pid: None,
             pgid: None,
             group_alive: false,
@@ -154,7 +166,11 @@ pub enum Outcome {
 #[derive(Debug, Default)]
 pub struct Observed {
     pub instances: BTreeMap<InstanceId, Instance>,
+    /// Instances replaced by a rolling update, still running or being stopped.
+    pub outgoing: BTreeMap<i32, Instance>,
     pub shutdown: Option<Shutdown>,
+    /// The last reload's error, kept until a valid version is applied.
+    pub config_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +181,39 @@ pub struct Shutdown {
 }
 
 impl Observed {
-    pub fn spawned(&mut self, id: &InstanceId, pid: i32, now: Instant) {
+    pub fn get(&self, who: &Who) -> Option<&Instance> {
+        match who {
+            Who::Slot(id) => self.instances.get(id),
+            Who::Old(pgid) => self.outgoing.get(pgid),
+        }
+    }
+
+    fn get_mut(&mut self, who: &Who) -> Option<&mut Instance> {
+        match who {
+            Who::Slot(id) => self.instances.get_mut(id),
+            Who::Old(pgid) => self.outgoing.get_mut(pgid),
+        }
+    }
+
+    /// Every record, current and outgoing, with its name.
+    pub fn all(&self) -> impl Iterator<Item = (Who, &Instance)> {
+        let slots = self.instances.values().map(|i| (Who::Slot(i.id.clone()), i));
+        let old = self.outgoing.iter().map(|(pgid, i)| (Who::Old(*pgid), i));
+        slots.chain(old)
+    }
+
+    /// The record whose leader is `pid`.
+    pub fn find_leader(&self, id: &InstanceId, pid: i32) -> Option<Who> {
+        if self.instances.get(id).is_some_and(|i| i.pid == Some(pid)) {
+            return Some(Who::Slot(id.clone()));
+        }
+        self.outgoing
+            .iter()
+            .find(|(_, i)| i.pid == Some(pid))
+            .map(|(pgid, _)| Who::Old(*pgid))
+    }
+
+    pub fn spawned(&mut self, id: &InstanceId, pid: i32, generation: u64, now: Instant) {
         let inst = self
             .instances
             .entry(id.clone())
@@ -173,6 +221,11 @@ impl Observed {
         if inst.started_at.is_some() {
             inst.restarts += 1;
         }
+        if inst.generation != generation {
+            // A new version starts with a clean slate.
+            inst.crashes = 0;
+        }
+        inst.generation = generation;
         inst.pid = Some(pid);
         inst.pgid = Some(pid);
         inst.group_alive = false;
@@ -184,17 +237,34 @@ impl Observed {
         inst.done = None;
     }
 
+    /// A rolling update begins for this slot: its instance becomes an outgoing one,
+    /// serving until its successor is ready. Returns the outgoing record's name.
+    pub fn replace(&mut self, id: &InstanceId) -> Option<Who> {
+        let inst = self.instances.get(id)?;
+        let pgid = inst.pgid.filter(|_| inst.alive())?;
+        let mut old = self.instances.remove(id)?;
+        // The slot keeps its history (restart count) for status.
+        let mut fresh = Instance::new(id.clone());
+        fresh.restarts = old.restarts;
+        fresh.started_at = old.started_at;
+        self.instances.insert(id.clone(), fresh);
+        old.restart_at = None;
+        self.outgoing.insert(pgid, old);
+        Some(Who::Old(pgid))
+    }
+
     /// The leader exited (or could not be started). `group_alive` says whether other
     /// members of its process group remain.
     pub fn exited(
         &mut self,
-        id: &InstanceId,
+        who: &Who,
         spec: Option<&AppSpec>,
         status: ExitStatus,
         group_alive: bool,
         now: Instant,
     ) -> Outcome {
-        let Some(inst) = self.instances.get_mut(id) else {
+        let shutting_down = self.shutdown.is_some();
+        let Some(inst) = self.get_mut(who) else {
             return Outcome::Stopped;
         };
         inst.pid = None;
@@ -205,7 +275,7 @@ impl Observed {
             .map(|t| now.saturating_duration_since(t))
             .unwrap_or_default();
         inst.last_exit = Some((status.clone(), now));
-        let stopping = inst.stop.is_some() || self.shutdown.is_some();
+        let stopping = inst.stop.is_some() || shutting_down || matches!(who, Who::Old(_));
         match spec {
             Some(spec) if !stopping => {
                 let outcome = decide(spec, &mut inst.crashes, &status, uptime);
@@ -221,8 +291,8 @@ impl Observed {
         }
     }
 
-    pub fn stop_requested(&mut self, id: &InstanceId, now: Instant) {
-        if let Some(inst) = self.instances.get_mut(id) {
+    pub fn stop_requested(&mut self, who: &Who, now: Instant) {
+        if let Some(inst) = self.get_mut(who) {
             inst.stop = Some(StopRequest {
                 at: now,
                 killed: false,
@@ -230,17 +300,24 @@ impl Observed {
         }
     }
 
-    pub fn killed(&mut self, id: &InstanceId, now: Instant) {
-        if let Some(inst) = self.instances.get_mut(id) {
+    pub fn killed(&mut self, who: &Who, now: Instant) {
+        if let Some(inst) = self.get_mut(who) {
             let at = inst.stop.map(|s| s.at).unwrap_or(now);
             inst.stop = Some(StopRequest { at, killed: true });
         }
     }
 
-    pub fn group_gone(&mut self, id: &InstanceId) {
-        if let Some(inst) = self.instances.get_mut(id) {
+    pub fn group_gone(&mut self, who: &Who) {
+        if let Some(inst) = self.get_mut(who) {
             inst.group_alive = false;
         }
+    }
+
+    pub fn forget(&mut self, who: &Who) {
+        match who {
+            Who::Slot(id) => self.instances.remove(id),
+            Who::Old(pgid) => self.outgoing.remove(pgid),
+        };
     }
 }
 

@@ -97,17 +97,18 @@ fn exit_codes_follow_the_shell_convention() {
 fn observe_spawn_exit_restart() {
     let s = spec();
     let id = InstanceId::new("web", 0);
+    let who = Who::Slot(id.clone());
     let t0 = Instant::now();
     let mut obs = Observed::default();
-    obs.spawned(&id, 100, t0);
+    obs.spawned(&id, 100, 7, t0);
     let inst = &obs.instances[&id];
     assert!(inst.up() && inst.ready && inst.restarts == 0);
-    let out = obs.exited(&id, Some(&s), ExitStatus::Code(1), false, t0 + ms(10));
+    let out = obs.exited(&who, Some(&s), ExitStatus::Code(1), false, t0 + ms(10));
     assert_eq!(out, Outcome::Restart(ms(100)));
     let inst = &obs.instances[&id];
     assert!(!inst.alive());
     assert_eq!(inst.restart_at, Some(t0 + ms(110)));
-    obs.spawned(&id, 101, t0 + ms(110));
+    obs.spawned(&id, 101, 7, t0 + ms(110));
     let inst = &obs.instances[&id];
     assert_eq!(inst.restarts, 1);
     assert_eq!(inst.restart_at, None);
@@ -118,16 +119,17 @@ fn observe_spawn_exit_restart() {
 fn exit_after_a_stop_request_is_not_a_crash() {
     let s = spec();
     let id = InstanceId::new("web", 0);
+    let who = Who::Slot(id.clone());
     let t0 = Instant::now();
     let mut obs = Observed::default();
-    obs.spawned(&id, 100, t0);
-    obs.stop_requested(&id, t0);
-    let out = obs.exited(&id, Some(&s), ExitStatus::Signal(Signal::SIGTERM), true, t0);
+    obs.spawned(&id, 100, 7, t0);
+    obs.stop_requested(&who, t0);
+    let out = obs.exited(&who, Some(&s), ExitStatus::Signal(Signal::SIGTERM), true, t0);
     assert_eq!(out, Outcome::Stopped);
     let inst = &obs.instances[&id];
     assert_eq!(inst.crashes, 0);
     assert!(inst.alive(), "its group is still there");
-    obs.group_gone(&id);
+    obs.group_gone(&who);
     assert!(!obs.instances[&id].alive());
 }
 
@@ -135,11 +137,34 @@ fn exit_after_a_stop_request_is_not_a_crash() {
 fn unknown_instance_exit_is_harmless() {
     let mut obs = Observed::default();
     let out = obs.exited(
-        &InstanceId::new("x", 9),
+        &Who::Slot(InstanceId::new("x", 9)),
         None,
         ExitStatus::Code(0),
         false,
         Instant::now(),
     );
     assert_eq!(out, Outcome::Stopped);
+}
+
+#[test]
+fn replace_moves_the_running_instance_out_and_frees_the_slot() {
+    let id = InstanceId::new("web", 0);
+    let t0 = Instant::now();
+    let mut obs = Observed::default();
+    obs.spawned(&id, 100, 1, t0);
+    let old = obs.replace(&id).expect("a running instance can be replaced");
+    assert_eq!(old, Who::Old(100));
+    assert_eq!(obs.get(&old).unwrap().pid, Some(100));
+    assert_eq!(obs.instances[&id].pid, None);
+    obs.spawned(&id, 200, 2, t0);
+    assert_eq!(obs.find_leader(&id, 100), Some(Who::Old(100)));
+    assert_eq!(obs.find_leader(&id, 200), Some(Who::Slot(id.clone())));
+    // An outgoing instance that exits is never restarted.
+    let out = obs.exited(&old, Some(&spec()), ExitStatus::Code(1), false, t0);
+    assert_eq!(out, Outcome::Stopped);
+    obs.forget(&old);
+    assert!(obs.outgoing.is_empty());
+    // Nothing to replace when the slot is not running.
+    let idle = InstanceId::new("web", 1);
+    assert_eq!(obs.replace(&idle), None);
 }

@@ -1,0 +1,228 @@
+//! Declarative reload: when the ecosystem file (or an `env_file`) changes, or on
+//! SIGHUP, read it again, validate it whole, and swap the desired state; `plan` then
+//! converges. An invalid version changes nothing and is reported. File events are
+//! debounced with a deadline, and a version whose bytes did not change is skipped, so
+//! editors that save three times, and ConfigMap swaps, cause one reload at most.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{app_names, Runtime};
+use crate::config::{self, Ecosystem};
+use crate::plan::diff;
+use crate::watch::AppWatch;
+
+/// Quiet time after the last file event before acting on it.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Folders and files every `watch` ignores, beside the app's own `ignore` list.
+const ALWAYS_IGNORED: &[&str] = &[".git", "node_modules"];
+
+pub(super) struct Reloader {
+    path: PathBuf,
+    /// Of the last version read, valid or not: the same bytes are not read twice.
+    fingerprint: u64,
+    config_due: Option<Instant>,
+    apps_due: BTreeMap<String, Instant>,
+}
+
+impl Reloader {
+    pub(super) fn new(eco: &Ecosystem) -> Reloader {
+        Reloader {
+            path: eco.path.clone(),
+            fingerprint: fingerprint(&eco.path, env_files(eco)),
+            config_due: None,
+            apps_due: BTreeMap::new(),
+        }
+    }
+
+    /// The next debounce deadline, if any.
+    pub(super) fn due(&self) -> Option<Instant> {
+        self.config_due
+            .into_iter()
+            .chain(self.apps_due.values().copied())
+            .min()
+    }
+}
+
+fn env_files(eco: &Ecosystem) -> impl Iterator<Item = &Path> {
+    eco.apps.iter().filter_map(|a| a.env_file.as_deref())
+}
+
+/// A hash of the file's bytes and of every env_file's bytes (an unreadable file counts
+/// as its error, so it still differs from any content).
+fn fingerprint<'a>(path: &'a Path, env_files: impl Iterator<Item = &'a Path>) -> u64 {
+    let mut h = DefaultHasher::new();
+    for p in std::iter::once(path).chain(env_files) {
+        match std::fs::read(p) {
+            Ok(bytes) => bytes.hash(&mut h),
+            Err(e) => e.kind().to_string().hash(&mut h),
+        }
+    }
+    h.finish()
+}
+
+/// One line saying what a new version changes, app by app.
+pub fn describe_changes(old: &Ecosystem, new: &Ecosystem) -> String {
+    let mut parts = Vec::new();
+    for app in &new.apps {
+        let Some(before) = old.app(&app.name) else {
+            parts.push(format!("{} added", app.name));
+            continue;
+        };
+        let change = diff::diff(before, app);
+        if !change.replaced.is_empty() {
+            parts.push(format!(
+                "{} replaced ({} changed, {} update)",
+                app.name,
+                change.replaced.join(", "),
+                match app.update {
+                    crate::config::UpdateStrategy::Rolling => "rolling",
+                    crate::config::UpdateStrategy::Recreate => "recreate",
+                }
+            ));
+        }
+        if let Some((from, to)) = change.scaled {
+            parts.push(format!("{} scaled {from} -> {to}", app.name));
+        }
+        if change.policy {
+            parts.push(format!("{} policy updated in place", app.name));
+        }
+    }
+    for app in &old.apps {
+        if new.app(&app.name).is_none() {
+            parts.push(format!("{} removed", app.name));
+        }
+    }
+    if parts.is_empty() {
+        "no app changed".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+impl Runtime {
+    /// The watcher woke the loop: start (or push back) the debounce deadlines.
+    pub(super) fn on_files_changed(&mut self) {
+        let Some(watcher) = &self.watcher else {
+            return;
+        };
+        let (config, apps) = watcher.take();
+        let at = Instant::now() + DEBOUNCE;
+        if config {
+            self.reload.config_due = Some(at);
+        }
+        for app in apps {
+            self.reload.apps_due.insert(app, at);
+        }
+    }
+
+    pub(super) fn reload_if_due(&mut self, now: Instant) {
+        if self.reload.config_due.is_some_and(|t| t <= now) {
+            self.reload.config_due = None;
+            self.reload_file(false);
+        }
+        let due: Vec<String> = self
+            .reload
+            .apps_due
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(app, _)| app.clone())
+            .collect();
+        for app in due {
+            self.reload.apps_due.remove(&app);
+            if self.observed.shutdown.is_none() && self.desired.app(&app).is_some() {
+                self.output
+                    .event(&format!("{app}: watched files changed, restarting"));
+                *self.desired.epochs.entry(app).or_default() += 1;
+            }
+        }
+    }
+
+    /// SIGHUP: the same reload, at once.
+    pub(super) fn reload_now(&mut self) {
+        self.output.event("received SIGHUP, reloading");
+        self.reload.config_due = None;
+        self.reload_file(true);
+    }
+
+    fn reload_file(&mut self, asked: bool) {
+        if self.observed.shutdown.is_some() {
+            return;
+        }
+        let path = self.reload.path.clone();
+        let seen = fingerprint(&path, env_files(&self.desired.eco));
+        if seen == self.reload.fingerprint {
+            if asked {
+                self.output.event(&format!("{} has not changed", path.display()));
+            }
+            return;
+        }
+        self.reload.fingerprint = seen;
+        match config::load(&path) {
+            Err(errors) => {
+                for e in &errors.0 {
+                    self.output.event(&format!("config error: {e}"));
+                }
+                self.output
+                    .event("the new version is refused; the running apps are left as they are");
+                self.observed.config_error = Some(errors.to_string());
+            }
+            Ok(eco) => {
+                let summary = describe_changes(&self.desired.eco, &eco);
+                if eco.settings != self.desired.eco.settings {
+                    self.output
+                        .event("[settings] changed: they take effect when supervise is restarted");
+                }
+                self.reload.fingerprint = fingerprint(&path, env_files(&eco));
+                self.output.set_apps(&app_names(&eco));
+                self.desired.eco = eco;
+                self.observed.config_error = None;
+                self.update_watches();
+                self.output
+                    .event(&format!("reloaded {}: {summary}", path.display()));
+            }
+        }
+    }
+
+    /// Point the watcher at the file's folder, the env files' folders, and the apps'
+    /// `watch` paths of the current version.
+    pub(super) fn update_watches(&mut self) {
+        let Some(watcher) = &mut self.watcher else {
+            return;
+        };
+        let eco = &self.desired.eco;
+        let mut dirs: Vec<PathBuf> = std::iter::once(eco.path.as_path())
+            .chain(env_files(eco))
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        let log_dir = eco.settings.log_dir.clone();
+        let apps = eco
+            .apps
+            .iter()
+            .filter(|a| !a.watch.is_empty())
+            .map(|a| {
+                let ignore = ALWAYS_IGNORED
+                    .iter()
+                    .copied()
+                    .chain(a.ignore.iter().map(String::as_str))
+                    .filter_map(|p| glob::Pattern::new(p).ok())
+                    .collect();
+                AppWatch {
+                    app: a.name.clone(),
+                    paths: a.watch.clone(),
+                    ignore,
+                    ignore_dirs: log_dir.iter().cloned().collect(),
+                }
+            })
+            .collect();
+        for error in watcher.set(dirs, apps) {
+            self.output.event(&error);
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! File watching. notify runs its own thread; its callback only raises flags and wakes
+//! the loop, so an event storm can neither block that thread nor flood the loop: many
+//! events become one flag, and the loop debounces with a deadline of its own.
+//!
+//! The ecosystem file is watched through its folder (non-recursive), never as a file:
+//! editors that save by rename, `sed -i`, and the Kubernetes ConfigMap `..data` symlink
+//! swap all replace the inode, which a watch on the file itself would lose. Whether the
+//! file really changed is decided later by comparing its bytes.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use mio::Waker;
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+
+/// One app's `watch` paths and `ignore` patterns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppWatch {
+    pub app: String,
+    pub paths: Vec<PathBuf>,
+    pub ignore: Vec<glob::Pattern>,
+    /// Absolute folders never watched (the log folder).
+    pub ignore_dirs: Vec<PathBuf>,
+}
+
+impl AppWatch {
+    /// Whether a change of `path` concerns this app.
+    pub fn matches(&self, path: &Path) -> bool {
+        let Some(root) = self.paths.iter().find(|p| path.starts_with(p)) else {
+            return false;
+        };
+        if self.ignore_dirs.iter().any(|d| path.starts_with(d)) {
+            return false;
+        }
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        !self.ignore.iter().any(|pat| {
+            pat.matches_path(rel)
+                || rel
+                    .components()
+                    .any(|c| pat.matches(&c.as_os_str().to_string_lossy()))
+        })
+    }
+}
+
+#[derive(Default)]
+struct Routes {
+    config_dirs: Vec<PathBuf>,
+    apps: Vec<AppWatch>,
+}
+
+struct Shared {
+    config_changed: AtomicBool,
+    apps_changed: Mutex<BTreeSet<String>>,
+    routes: Mutex<Routes>,
+    waker: Arc<Waker>,
+}
+
+pub struct Watcher {
+    inner: RecommendedWatcher,
+    shared: Arc<Shared>,
+    watched: Vec<(PathBuf, RecursiveMode)>,
+}
+
+impl Watcher {
+    pub fn new(waker: Arc<Waker>) -> notify::Result<Watcher> {
+        let shared = Arc::new(Shared {
+            config_changed: AtomicBool::new(false),
+            apps_changed: Mutex::new(BTreeSet::new()),
+            routes: Mutex::new(Routes::default()),
+            waker,
+        });
+        let handler_shared = shared.clone();
+        let inner = notify::recommended_watcher(move |res: notify::Result<Event>| {
+            if let Ok(event) = res {
+                route(&handler_shared, &event);
+            }
+        })?;
+        Ok(Watcher {
+            inner,
+            shared,
+            watched: Vec::new(),
+        })
+    }
+
+    /// Watch exactly these folders (for the ecosystem and env files) and app paths;
+    /// called at start and after each reload. Errors are returned as readable text.
+    pub fn set(&mut self, config_dirs: Vec<PathBuf>, apps: Vec<AppWatch>) -> Vec<String> {
+        let mut wanted: Vec<(PathBuf, RecursiveMode)> = config_dirs
+            .iter()
+            .map(|d| (d.clone(), RecursiveMode::NonRecursive))
+            .collect();
+        for app in &apps {
+            for p in &app.paths {
+                wanted.push((p.clone(), RecursiveMode::Recursive));
+            }
+        }
+        wanted.dedup();
+        let mut errors = Vec::new();
+        for (path, mode) in &self.watched {
+            if !wanted.contains(&(path.clone(), *mode)) {
+                let _ = self.inner.unwatch(path);
+            }
+        }
+        for (path, mode) in &wanted {
+            if self.watched.contains(&(path.clone(), *mode)) {
+                continue;
+            }
+            if let Err(e) = self.inner.watch(path, *mode) {
+                errors.push(describe_error(path, e));
+            }
+        }
+        self.watched = wanted;
+        let mut routes = self.shared.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes.config_dirs = config_dirs;
+        routes.apps = apps;
+        errors
+    }
+
+    /// What changed since the last call: the config folder, and which apps' paths.
+    pub fn take(&self) -> (bool, BTreeSet<String>) {
+        let config = self.shared.config_changed.swap(false, Ordering::AcqRel);
+        let apps = std::mem::take(
+            &mut *self
+                .shared
+                .apps_changed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        (config, apps)
+    }
+}
+
+fn route(shared: &Shared, event: &Event) {
+    // inotify also reports opens and reads (supervise reading its own file would
+    // otherwise trigger itself); only changes count.
+    if let EventKind::Access(kind) = event.kind {
+        if kind != AccessKind::Close(AccessMode::Write) {
+            return;
+        }
+    }
+    let routes = shared.routes.lock().unwrap_or_else(|e| e.into_inner());
+    let mut wake = false;
+    for path in &event.paths {
+        if path
+            .parent()
+            .is_some_and(|dir| routes.config_dirs.iter().any(|d| d == dir))
+            && !shared.config_changed.swap(true, Ordering::AcqRel)
+        {
+            wake = true;
+        }
+        for app in routes.apps.iter().filter(|a| a.matches(path)) {
+            let mut changed = shared.apps_changed.lock().unwrap_or_else(|e| e.into_inner());
+            wake |= changed.insert(app.app.clone());
+        }
+    }
+    drop(routes);
+    if wake {
+        let _ = shared.waker.wake();
+    }
+}
+
+fn describe_error(path: &Path, e: notify::Error) -> String {
+    let no_space = matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::ENOSPC))
+        || matches!(e.kind, notify::ErrorKind::MaxFilesWatch);
+    if no_space {
+        format!(
+            "cannot watch {}: the inotify watch limit is reached; raise it with \
+             `sysctl fs.inotify.max_user_watches=524288`",
+            path.display()
+        )
+    } else {
+        format!("cannot watch {}: {e}", path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(paths: &[&str], ignore: &[&str]) -> AppWatch {
+        AppWatch {
+            app: "web".into(),
+            paths: paths.iter().map(PathBuf::from).collect(),
+            ignore: ignore.iter().map(|p| glob::Pattern::new(p).unwrap()).collect(),
+            ignore_dirs: vec![PathBuf::from("/srv/app/src/logs")],
+        }
+    }
+
+    #[test]
+    fn watched_paths_and_ignores() {
+        let a = app(&["/srv/app/src"], &[".git", "node_modules", "*.log"]);
+        assert!(a.matches(Path::new("/srv/app/src/main.js")));
+        assert!(a.matches(Path::new("/srv/app/src/lib/x.js")));
+        assert!(!a.matches(Path::new("/srv/app/other.js")));
+        assert!(!a.matches(Path::new("/srv/app/src/node_modules/x/index.js")));
+        assert!(!a.matches(Path::new("/srv/app/src/.git/HEAD")));
+        assert!(!a.matches(Path::new("/srv/app/src/debug.log")));
+        assert!(!a.matches(Path::new("/srv/app/src/logs/web.0.out")));
+        let b = app(&["/srv/app/src"], &["lib/generated/*"]);
+        assert!(!b.matches(Path::new("/srv/app/src/lib/generated/a.js")));
+        assert!(b.matches(Path::new("/srv/app/src/lib/a.js")));
+    }
+}
