@@ -1,0 +1,115 @@
+//! Checks across apps: `depends_on` names known apps and has no cycle; `listen`
+//! addresses are unique in the whole file.
+
+use std::collections::HashMap;
+
+use super::error::Pos;
+use super::model::ListenAddr;
+use super::read::{elem, join, Ctx};
+use super::schema::Draft;
+
+pub(crate) fn cross_checks(ctx: &mut Ctx, drafts: &[Draft]) {
+    dependencies(ctx, drafts);
+    duplicate_listen(ctx, drafts);
+}
+
+fn dep_path(app: &str, i: usize) -> String {
+    elem(&join(&join("apps", app), "depends_on"), i)
+}
+
+fn dependencies(ctx: &mut Ctx, drafts: &[Draft]) {
+    let index: HashMap<&str, usize> = drafts
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.spec.name.as_str(), i))
+        .collect();
+    // Edges to known apps only; unknown names are reported here.
+    let mut edges: Vec<Vec<(usize, usize, Pos)>> = Vec::new();
+    for d in drafts {
+        let mut out = Vec::new();
+        for (i, (dep, pos)) in d.depends_on.iter().enumerate() {
+            match index.get(dep.as_str()) {
+                Some(&to) => out.push((to, i, *pos)),
+                None => {
+                    let names: Vec<&str> = drafts.iter().map(|d| d.spec.name.as_str()).collect();
+                    let hint = match super::read::suggest(dep, &names) {
+                        Some(s) => format!("; did you mean `{s}`?"),
+                        None => String::new(),
+                    };
+                    let msg = format!("unknown app `{dep}`{hint}");
+                    ctx.error(*pos, &dep_path(&d.spec.name, i), msg);
+                }
+            }
+        }
+        edges.push(out);
+    }
+    // Depth-first search; each back edge closes one cycle, reported at that edge.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnStack,
+        Done,
+    }
+    let mut mark = vec![Mark::New; drafts.len()];
+    for start in 0..drafts.len() {
+        if mark[start] != Mark::New {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        mark[start] = Mark::OnStack;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            let Some(&(to, i, pos)) = edges[node].get(*next) else {
+                mark[node] = Mark::Done;
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            match mark[to] {
+                Mark::New => {
+                    mark[to] = Mark::OnStack;
+                    stack.push((to, 0));
+                }
+                Mark::OnStack => {
+                    let from = stack.iter().position(|(n, _)| *n == to).unwrap_or(0);
+                    let mut names: Vec<&str> = stack[from..]
+                        .iter()
+                        .map(|(n, _)| drafts[*n].spec.name.as_str())
+                        .collect();
+                    names.push(drafts[to].spec.name.as_str());
+                    let msg = format!("dependency cycle: {}", names.join(" -> "));
+                    ctx.error(pos, &dep_path(&drafts[node].spec.name, i), msg);
+                }
+                Mark::Done => {}
+            }
+        }
+    }
+}
+
+fn duplicate_listen(ctx: &mut Ctx, drafts: &[Draft]) {
+    let mut seen: HashMap<&ListenAddr, String> = HashMap::new();
+    for d in drafts {
+        let path = join(&join("apps", &d.spec.name), "listen");
+        for (i, (addr, pos)) in d.spec.listen.iter().zip(&d.listen_pos).enumerate() {
+            let here = elem(&path, i);
+            match seen.get(addr) {
+                Some(first) => {
+                    let msg = format!(
+                        "duplicate listen address {}, already used by {first}",
+                        show(addr)
+                    );
+                    ctx.error(*pos, &here, msg);
+                }
+                None => {
+                    seen.insert(addr, here);
+                }
+            }
+        }
+    }
+}
+
+fn show(addr: &ListenAddr) -> String {
+    match addr {
+        ListenAddr::Tcp(a) => format!("tcp://{a}"),
+        ListenAddr::Unix(p) => format!("unix:{}", p.display()),
+    }
+}
