@@ -9,7 +9,12 @@ use supervise::{config, os, runtime};
 
 /// A declarative process supervisor: keeps the apps of an ecosystem file running.
 #[derive(Parser, Debug)]
-#[command(name = "supervise", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "supervise",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     /// The ecosystem file (default: ./ecosystem.toml, ./ecosystem.yaml, ./ecosystem.yml).
     config: Option<PathBuf>,

@@ -152,7 +152,10 @@ fn route(shared: &Shared, event: &Event) {
             wake = true;
         }
         for app in routes.apps.iter().filter(|a| a.matches(path)) {
-            let mut changed = shared.apps_changed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut changed = shared
+                .apps_changed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             wake |= changed.insert(app.app.clone());
         }
     }
@@ -184,7 +187,10 @@ mod tests {
         AppWatch {
             app: "web".into(),
             paths: paths.iter().map(PathBuf::from).collect(),
-            ignore: ignore.iter().map(|p| glob::Pattern::new(p).unwrap()).collect(),
+            ignore: ignore
+                .iter()
+                .map(|p| glob::Pattern::new(p).unwrap())
+                .collect(),
             ignore_dirs: vec![PathBuf::from("/srv/app/src/logs")],
         }
     }

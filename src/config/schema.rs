@@ -369,12 +369,18 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
             .collect::<Vec<PathBuf>>();
     }
     if let Some(v) = get("ignore") {
-        let list = ctx.strings(v, &join(&path, "ignore"), false);
-        spec.ignore = list
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect();
+        let key = join(&path, "ignore");
+        let list = ctx.strings(v, &key, false).unwrap_or_default();
+        for (i, (pattern, pos)) in list.iter().enumerate() {
+            if let Err(e) = glob::Pattern::new(pattern) {
+                ctx.error(
+                    *pos,
+                    &format!("{key}[{i}]"),
+                    format!("bad pattern {pattern:?}: {}", e.msg),
+                );
+            }
+        }
+        spec.ignore = list.into_iter().map(|(s, _)| s).collect();
     }
     Draft {
         spec,

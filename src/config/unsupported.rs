@@ -19,8 +19,6 @@ pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
         "apps.*.watchdog",
         "the sd_notify watchdog lands in a later release",
     ),
-    ("apps.*.watch", "watching files lands in a later release"),
-    ("apps.*.ignore", "watching files lands in a later release"),
     ("apps.*.max_memory", "memory limits land in a later release"),
     (
         "apps.*.user",
@@ -39,11 +37,10 @@ fn is_default(settings: &Settings, app: Option<&AppSpec>, key: &str) -> bool {
         (None, "socket") => settings.socket.is_none(),
         (None, "log_dir") => settings.log_dir.is_none(),
         (Some(a), "listen") => a.listen.is_empty(),
-        (Some(a), "ready") => a.ready == ReadySpec::Started,
+        // `started` and `delay` work today; the other kinds land with cluster mode.
+        (Some(a), "ready") => matches!(a.ready, ReadySpec::Started | ReadySpec::Delay(_)),
         (Some(a), "health") => a.health.is_none(),
         (Some(a), "watchdog") => a.watchdog.is_none(),
-        (Some(a), "watch") => a.watch.is_empty(),
-        (Some(a), "ignore") => a.ignore.is_empty(),
         (Some(a), "max_memory") => a.max_memory.is_none(),
         (Some(a), "user") => a.user.is_none(),
         (Some(a), "group") => a.group.is_none(),

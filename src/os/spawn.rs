@@ -21,8 +21,11 @@ pub struct Spawned {
 /// The environment an instance gets beside supervise's own: the app's `env`, then
 /// `SUPERVISE_APP`, `SUPERVISE_INSTANCE` and `instance_var`.
 pub fn instance_env(spec: &AppSpec, index: u32) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> =
-        spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut env: Vec<(String, String)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     env.push(("SUPERVISE_APP".into(), spec.name.clone()));
     env.push(("SUPERVISE_INSTANCE".into(), index.to_string()));
     if let Some(var) = &spec.instance_var {

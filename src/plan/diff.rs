@@ -97,59 +97,90 @@ mod tests {
 
     #[test]
     fn field_classes() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut AppSpec)>, AppChange)> = vec![
+        type Edit = Box<dyn Fn(&mut AppSpec)>;
+        let cases: Vec<(&str, Edit, AppChange)> = vec![
             ("nothing", Box::new(|_| {}), AppChange::default()),
             (
                 "command",
                 Box::new(|s| s.command.argv.push("--port".into())),
-                AppChange { replaced: vec!["command"], ..Default::default() },
+                AppChange {
+                    replaced: vec!["command"],
+                    ..Default::default()
+                },
             ),
             (
                 "shell",
                 Box::new(|s| s.shell = true),
-                AppChange { replaced: vec!["command"], ..Default::default() },
+                AppChange {
+                    replaced: vec!["command"],
+                    ..Default::default()
+                },
             ),
             (
                 "env",
                 Box::new(|s| {
                     s.env.insert("A".into(), "1".into());
                 }),
-                AppChange { replaced: vec!["env"], ..Default::default() },
+                AppChange {
+                    replaced: vec!["env"],
+                    ..Default::default()
+                },
             ),
             (
                 "cwd",
                 Box::new(|s| s.cwd = "/srv".into()),
-                AppChange { replaced: vec!["cwd"], ..Default::default() },
+                AppChange {
+                    replaced: vec!["cwd"],
+                    ..Default::default()
+                },
             ),
             (
                 "user",
                 Box::new(|s| s.user = Some("nobody".into())),
-                AppChange { replaced: vec!["user"], ..Default::default() },
+                AppChange {
+                    replaced: vec!["user"],
+                    ..Default::default()
+                },
             ),
             (
                 "instances",
                 Box::new(|s| s.instances = 5),
-                AppChange { scaled: Some((1, 5)), ..Default::default() },
+                AppChange {
+                    scaled: Some((1, 5)),
+                    ..Default::default()
+                },
             ),
             (
                 "restart",
                 Box::new(|s| s.restart = RestartPolicy::Never),
-                AppChange { policy: true, ..Default::default() },
+                AppChange {
+                    policy: true,
+                    ..Default::default()
+                },
             ),
             (
                 "delays",
                 Box::new(|s| s.restart_delay = Duration::from_secs(3)),
-                AppChange { policy: true, ..Default::default() },
+                AppChange {
+                    policy: true,
+                    ..Default::default()
+                },
             ),
             (
                 "update",
                 Box::new(|s| s.update = UpdateStrategy::Recreate),
-                AppChange { policy: true, ..Default::default() },
+                AppChange {
+                    policy: true,
+                    ..Default::default()
+                },
             ),
             (
                 "stop_timeout",
                 Box::new(|s| s.stop_timeout = Duration::from_secs(1)),
-                AppChange { policy: true, ..Default::default() },
+                AppChange {
+                    policy: true,
+                    ..Default::default()
+                },
             ),
         ];
         for (name, edit, want) in cases {

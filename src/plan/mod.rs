@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::config::{AppSpec, Ecosystem, UpdateStrategy};
+use crate::config::{AppSpec, Ecosystem, ReadySpec, UpdateStrategy};
 use crate::state::{Done, Instance, InstanceId, Observed, Who};
 
 /// What supervise is asked to run: the file, plus per-app restart epochs (a `watch`
@@ -105,7 +105,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now: Instant) -> Plan {
 }
 
 fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant, plan: &mut Plan) {
-    let deps_ready = dependencies_ready(app, desired, observed);
+    let deps_ready = dependencies_ready(app, desired, observed, now, plan);
     let generation = desired.generation(app);
     // One replacement at a time per app: wait while an outgoing instance still serves
     // for a successor that is not ready yet.
@@ -184,18 +184,46 @@ fn plan_outgoing(
     let wanted = desired
         .app(&inst.id.app)
         .is_some_and(|app| inst.id.index < app.instances);
+    let spec = desired.app(&inst.id.app);
     let successor_ready = observed
         .instances
         .get(&inst.id)
-        .is_some_and(|s| s.up() && s.ready);
+        .is_some_and(|s| is_ready(spec, s, now, plan));
     if !wanted || successor_ready {
         drive_stop(who, inst, desired, now, plan);
     }
 }
 
+/// The one place that says whether an instance is ready (rolling updates and
+/// `depends_on` wait for it). `started`: as soon as it runs; `delay`: that long after;
+/// the other kinds: when the fact arrived (sd_notify READY=1, a probe). A readiness
+/// that comes with time asks the plan to wake up then.
+pub fn is_ready(spec: Option<&AppSpec>, inst: &Instance, now: Instant, plan: &mut Plan) -> bool {
+    if !inst.up() {
+        return false;
+    }
+    match spec.map(|s| &s.ready) {
+        None | Some(ReadySpec::Started) => true,
+        Some(ReadySpec::Delay(delay)) => {
+            let at = inst.started_at.map_or(now, |t| t + *delay);
+            if now < at {
+                plan.wake(at);
+            }
+            now >= at
+        }
+        Some(_) => inst.ready,
+    }
+}
+
 /// Every instance of every dependency is up and ready, or finished cleanly (a one-shot
 /// job such as a migration).
-fn dependencies_ready(app: &AppSpec, desired: &Desired, observed: &Observed) -> bool {
+fn dependencies_ready(
+    app: &AppSpec,
+    desired: &Desired,
+    observed: &Observed,
+    now: Instant,
+    plan: &mut Plan,
+) -> bool {
     app.depends_on.iter().all(|dep| {
         let Some(dep) = desired.app(dep) else {
             return true;
@@ -203,7 +231,7 @@ fn dependencies_ready(app: &AppSpec, desired: &Desired, observed: &Observed) -> 
         (0..dep.instances).all(|index| {
             match observed.instances.get(&InstanceId::new(&dep.name, index)) {
                 Some(inst) => {
-                    (inst.up() && inst.ready)
+                    is_ready(Some(dep), inst, now, plan)
                         || matches!(&inst.done, Some(Done::Finished(s)) if s.success())
                 }
                 None => false,
@@ -238,7 +266,13 @@ fn drive_stop(who: Who, inst: &Instance, desired: &Desired, now: Instant, plan: 
     }
 }
 
-fn plan_shutdown(desired: &Desired, observed: &Observed, force: bool, now: Instant, plan: &mut Plan) {
+fn plan_shutdown(
+    desired: &Desired,
+    observed: &Observed,
+    force: bool,
+    now: Instant,
+    plan: &mut Plan,
+) {
     let mut any_alive = false;
     for (who, inst) in observed.all().filter(|(_, i)| i.alive()) {
         any_alive = true;
@@ -277,7 +311,11 @@ fn finished(desired: &Desired, observed: &Observed) -> Option<i32> {
             return None;
         }
         for index in 0..app.instances {
-            match observed.instances.get(&InstanceId::new(&app.name, index))?.done {
+            match observed
+                .instances
+                .get(&InstanceId::new(&app.name, index))?
+                .done
+            {
                 Some(Done::Finished(ref status)) => all_ok &= status.success(),
                 Some(Done::Errored) => all_ok = false,
                 None => return None,

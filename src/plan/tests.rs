@@ -89,8 +89,13 @@ impl Sim {
 
     fn exit(&mut self, i: &InstanceId, status: ExitStatus) -> Outcome {
         let spec = self.d.app(&i.app).cloned();
-        self.obs
-            .exited(&Who::Slot(i.clone()), spec.as_ref(), status, false, self.now)
+        self.obs.exited(
+            &Who::Slot(i.clone()),
+            spec.as_ref(),
+            status,
+            false,
+            self.now,
+        )
     }
 
     fn pid(&self, i: &InstanceId) -> Option<i32> {
@@ -166,7 +171,10 @@ fn dependency_starts_first_and_stops_last() {
         force: false,
     });
     let acts = s.step();
-    assert_eq!(acts, vec![Action::Stop(slot("api", 0)), Action::Stop(slot("api", 1))]);
+    assert_eq!(
+        acts,
+        vec![Action::Stop(slot("api", 0)), Action::Stop(slot("api", 1))]
+    );
     s.exit(&id("api", 0), ExitStatus::Signal(Signal::SIGTERM));
     assert!(s.step().is_empty(), "db waits for every api instance");
     s.exit(&id("api", 1), ExitStatus::Code(0));
@@ -229,7 +237,10 @@ fn second_signal_kills_at_once() {
         at: s.now,
         force: true,
     });
-    assert_eq!(s.step(), vec![Action::Kill(slot("web", 0)), Action::Kill(slot("web", 1))]);
+    assert_eq!(
+        s.step(),
+        vec![Action::Kill(slot("web", 0)), Action::Kill(slot("web", 1))]
+    );
 }
 
 #[test]
@@ -252,7 +263,9 @@ fn leftover_group_is_stopped_before_restart() {
     let spec = s.d.eco.apps[0].clone();
     s.advance(ms(5000));
     let w = Who::Slot(i.clone());
-    let out = s.obs.exited(&w, Some(&spec), ExitStatus::Code(0), true, s.now);
+    let out = s
+        .obs
+        .exited(&w, Some(&spec), ExitStatus::Code(0), true, s.now);
     assert_eq!(out, Outcome::Restart(Duration::ZERO));
     assert_eq!(s.step(), vec![Action::Stop(w.clone())]);
     assert!(s.step().is_empty(), "no new run while the old group lives");
@@ -266,10 +279,19 @@ fn scaling_down_stops_the_highest_numbers_and_forgets_them() {
     s.step();
     let pids: Vec<_> = (0..2).map(|n| s.pid(&id("web", n))).collect();
     s.d.eco.apps[0].instances = 2;
-    assert_eq!(s.step(), vec![Action::Stop(slot("web", 2)), Action::Stop(slot("web", 3))]);
+    assert_eq!(
+        s.step(),
+        vec![Action::Stop(slot("web", 2)), Action::Stop(slot("web", 3))]
+    );
     s.exit(&id("web", 2), ExitStatus::Signal(Signal::SIGTERM));
     s.exit(&id("web", 3), ExitStatus::Signal(Signal::SIGTERM));
-    assert_eq!(s.step(), vec![Action::Forget(slot("web", 2)), Action::Forget(slot("web", 3))]);
+    assert_eq!(
+        s.step(),
+        vec![
+            Action::Forget(slot("web", 2)),
+            Action::Forget(slot("web", 3))
+        ]
+    );
     let after: Vec<_> = (0..2).map(|n| s.pid(&id("web", n))).collect();
     assert_eq!(pids, after);
 }
@@ -328,7 +350,11 @@ fn rolling_update_replaces_one_at_a_time_new_before_old() {
     let other = s.pid(&id("other", 0));
     s.d.eco.apps[0].env.insert("V".into(), "2".into());
     let p = plan(&s.d, &s.obs, s.now);
-    assert_eq!(p.actions, vec![Action::Replace(id("web", 0))], "one at a time");
+    assert_eq!(
+        p.actions,
+        vec![Action::Replace(id("web", 0))],
+        "one at a time"
+    );
     let acts = s.step();
     let old0 = Who::Old(101);
     let old1 = Who::Old(102);
@@ -348,11 +374,23 @@ fn rolling_update_replaces_one_at_a_time_new_before_old() {
     // The old ones are forgotten once gone.
     for (w, pid) in [(old0, 101), (old1, 102)] {
         let spec = s.d.eco.apps[0].clone();
-        let who = s.obs.find_leader(&id("web", 0), pid).or(s.obs.find_leader(&id("web", 1), pid));
+        let who = s
+            .obs
+            .find_leader(&id("web", 0), pid)
+            .or(s.obs.find_leader(&id("web", 1), pid));
         assert_eq!(who, Some(w.clone()));
-        s.obs.exited(&w, Some(&spec), ExitStatus::Signal(Signal::SIGTERM), false, s.now);
+        s.obs.exited(
+            &w,
+            Some(&spec),
+            ExitStatus::Signal(Signal::SIGTERM),
+            false,
+            s.now,
+        );
     }
-    assert_eq!(s.step(), vec![Action::Forget(Who::Old(101)), Action::Forget(Who::Old(102))]);
+    assert_eq!(
+        s.step(),
+        vec![Action::Forget(Who::Old(101)), Action::Forget(Who::Old(102))]
+    );
     assert!(s.step().is_empty());
 }
 
@@ -368,7 +406,10 @@ fn rolling_update_keeps_the_old_instance_while_the_new_one_is_down() {
     // Pretend the successor crashed before the old one was told to stop.
     s.obs.outgoing.get_mut(&101).unwrap().stop = None;
     s.exit(&id("web", 0), ExitStatus::Code(1));
-    assert!(s.step().is_empty(), "old keeps serving while the new one backs off");
+    assert!(
+        s.step().is_empty(),
+        "old keeps serving while the new one backs off"
+    );
     assert!(s.obs.outgoing[&101].alive());
 }
 
@@ -424,7 +465,10 @@ fn removed_app_is_stopped_and_added_app_started() {
     s.d.eco.apps.remove(0);
     s.d.eco.apps.push(app("new", 1));
     let acts = s.step();
-    assert_eq!(acts, vec![Action::Spawn(id("new", 0)), Action::Stop(slot("old", 0))]);
+    assert_eq!(
+        acts,
+        vec![Action::Spawn(id("new", 0)), Action::Stop(slot("old", 0))]
+    );
     assert_eq!(s.pid(&id("keep", 0)), keep);
     s.exit(&id("old", 0), ExitStatus::Code(0));
     assert_eq!(s.step(), vec![Action::Forget(slot("old", 0))]);
@@ -459,13 +503,18 @@ fn edits_during_a_rollout_converge_to_the_last_version() {
     // Every stopped outgoing instance exits.
     let old: Vec<i32> = s.obs.outgoing.keys().copied().collect();
     for pgid in old {
-        s.obs.exited(&Who::Old(pgid), None, ExitStatus::Code(0), false, s.now);
+        s.obs
+            .exited(&Who::Old(pgid), None, ExitStatus::Code(0), false, s.now);
     }
     s.step();
     let g = s.d.generation(&s.d.eco.apps[0]);
     assert!(s.obs.outgoing.is_empty());
     assert_eq!(s.obs.instances.len(), 3);
-    assert!(s.obs.instances.values().all(|i| i.generation == g && i.up()));
+    assert!(s
+        .obs
+        .instances
+        .values()
+        .all(|i| i.generation == g && i.up()));
 }
 
 #[test]
@@ -481,4 +530,31 @@ fn watch_epoch_bump_rolls_the_app() {
             Action::Stop(Who::Old(101))
         ]
     );
+}
+
+#[test]
+fn delay_readiness_holds_the_rollout_and_dependents() {
+    let mut web = app("web", 1);
+    web.ready = crate::config::ReadySpec::Delay(ms(500));
+    let mut api = app("api", 1);
+    api.depends_on = vec!["web".into()];
+    let mut s = Sim::new(eco(vec![web, api]));
+    assert_eq!(s.step(), vec![Action::Spawn(id("web", 0))]);
+    assert_eq!(
+        s.wake_at(),
+        Some(s.now + ms(500)),
+        "wakes when web becomes ready"
+    );
+    s.advance(ms(500));
+    assert_eq!(s.step(), vec![Action::Spawn(id("api", 0))]);
+    // A new version: the old instance serves until the new one is ready.
+    s.d.eco.apps[0].env.insert("V".into(), "2".into());
+    assert_eq!(
+        s.step(),
+        vec![Action::Replace(id("web", 0)), Action::Spawn(id("web", 0))]
+    );
+    s.advance(ms(499));
+    assert!(s.step().is_empty());
+    s.advance(ms(1));
+    assert_eq!(s.step(), vec![Action::Stop(Who::Old(101))]);
 }

@@ -64,7 +64,11 @@ pub fn run(ecosystem: Ecosystem) -> io::Result<i32> {
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let settings = &ecosystem.settings;
-    let output = Output::start(settings.log_format, settings.log_timestamps, Some(waker.clone()));
+    let output = Output::start(
+        settings.log_format,
+        settings.log_timestamps,
+        Some(waker.clone()),
+    );
     output.set_apps(&app_names(&ecosystem));
     let watcher = match Watcher::new(waker) {
         Ok(w) => Some(w),
@@ -166,10 +170,9 @@ impl Runtime {
                 SIGCHLD => self.reap(),
                 SIGTERM | SIGINT | SIGQUIT => self.shutdown(signo),
                 SIGHUP => self.reload_now(),
-                other => self.output.event(&format!(
-                    "received {}, ignored",
-                    signal_name(other)
-                )),
+                other => self
+                    .output
+                    .event(&format!("received {}, ignored", signal_name(other))),
             }
         }
     }
@@ -235,9 +238,7 @@ impl Runtime {
             .event(&format!("{name} {how} after {}", format_duration(uptime)));
         let group_alive = os::group_exists(pid);
         let spec = self.desired.app(&id.app);
-        let outcome = self
-            .observed
-            .exited(&who, spec, status, group_alive, now);
+        let outcome = self.observed.exited(&who, spec, status, group_alive, now);
         if matches!(who, Who::Slot(_)) {
             self.announce_outcome(&id, outcome, group_alive);
         }
@@ -332,5 +333,7 @@ impl Runtime {
 }
 
 pub fn signal_name(signo: i32) -> &'static str {
-    Signal::try_from(signo).map(|s| s.as_str()).unwrap_or("signal")
+    Signal::try_from(signo)
+        .map(|s| s.as_str())
+        .unwrap_or("signal")
 }

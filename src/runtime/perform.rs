@@ -40,7 +40,10 @@ impl Runtime {
                 self.leaders.insert(child.pid, id.clone());
                 self.observed.spawned(&id, child.pid, generation, now);
                 let registry = self.poll.registry();
-                for (fd, stream) in [(child.stdout, Stream::Stdout), (child.stderr, Stream::Stderr)] {
+                for (fd, stream) in [
+                    (child.stdout, Stream::Stdout),
+                    (child.stderr, Stream::Stderr),
+                ] {
                     if let Err(e) = self.pipes.add(registry, fd, &id, stream) {
                         log::warn!("cannot watch {id}'s {stream:?}: {e}");
                     }

@@ -117,7 +117,8 @@ impl Pipes {
             self.turn(registry, token, output, READS_PER_TURN);
             if let Some(pipe) = self.pipes.get_mut(&token) {
                 let pending = &mut pipe.pending;
-                pipe.splitter.finish(&mut |line, cut| pending.push_back((line, cut)));
+                pipe.splitter
+                    .finish(&mut |line, cut| pending.push_back((line, cut)));
                 self.turn(registry, token, output, 0);
             }
         }

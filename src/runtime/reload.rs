@@ -157,7 +157,8 @@ impl Runtime {
         let seen = fingerprint(&path, env_files(&self.desired.eco));
         if seen == self.reload.fingerprint {
             if asked {
-                self.output.event(&format!("{} has not changed", path.display()));
+                self.output
+                    .event(&format!("{} has not changed", path.display()));
             }
             return;
         }

@@ -108,6 +108,7 @@ pub struct Instance {
     /// Members of the group outlived the leader and have not been seen gone yet.
     pub group_alive: bool,
     pub started_at: Option<Instant>,
+    /// A readiness fact arrived (sd_notify READY=1, a probe passed).
     pub ready: bool,
     pub last_exit: Option<(ExitStatus, Instant)>,
     /// Consecutive runs shorter than `min_uptime`.
@@ -197,7 +198,10 @@ impl Observed {
 
     /// Every record, current and outgoing, with its name.
     pub fn all(&self) -> impl Iterator<Item = (Who, &Instance)> {
-        let slots = self.instances.values().map(|i| (Who::Slot(i.id.clone()), i));
+        let slots = self
+            .instances
+            .values()
+            .map(|i| (Who::Slot(i.id.clone()), i));
         let old = self.outgoing.iter().map(|(pgid, i)| (Who::Old(*pgid), i));
         slots.chain(old)
     }
@@ -230,8 +234,9 @@ impl Observed {
         inst.pgid = Some(pid);
         inst.group_alive = false;
         inst.started_at = Some(now);
-        // Readiness other than `started` arrives with the cluster issue.
-        inst.ready = true;
+        // Set by a readiness fact (sd_notify, probe); `started` and `delay` readiness
+        // are derived by `plan::is_ready`.
+        inst.ready = false;
         inst.restart_at = None;
         inst.stop = None;
         inst.done = None;
