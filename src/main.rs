@@ -35,6 +35,7 @@ enum Command {
 fn main() -> ExitCode {
     // Before anything opens a descriptor: inherited ones must not reach the apps.
     os::fds::close_inherited_on_exec();
+    os::fds::reserve_low_fds();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match cli.command {

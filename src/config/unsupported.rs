@@ -20,15 +20,6 @@ pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
         "the sd_notify watchdog lands in a later release",
     ),
     ("apps.*.max_memory", "memory limits land in a later release"),
-    (
-        "apps.*.user",
-        "running as another user lands in a later release",
-    ),
-    (
-        "apps.*.group",
-        "running as another group lands in a later release",
-    ),
-    ("apps.*.limits", "resource limits land in a later release"),
 ];
 
 /// Is this key, as converted, at its default value (so it changes nothing)?
@@ -42,9 +33,6 @@ fn is_default(settings: &Settings, app: Option<&AppSpec>, key: &str) -> bool {
         (Some(a), "health") => a.health.is_none(),
         (Some(a), "watchdog") => a.watchdog.is_none(),
         (Some(a), "max_memory") => a.max_memory.is_none(),
-        (Some(a), "user") => a.user.is_none(),
-        (Some(a), "group") => a.group.is_none(),
-        (Some(a), "limits") => a.limits.is_empty(),
         _ => true,
     }
 }

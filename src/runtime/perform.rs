@@ -35,7 +35,7 @@ impl Runtime {
         };
         let generation = self.desired.generation(spec);
         let now = Instant::now();
-        match os::spawn::spawn(spec, id.index) {
+        match os::spawn::spawn(spec, id.index, &os::spawn::Extras::default()) {
             Ok(child) => {
                 self.leaders.insert(child.pid, id.clone());
                 self.observed.spawned(&id, child.pid, generation, now);
