@@ -5,9 +5,11 @@
 //! runtime state, and small OS edges (`os`, `logs`).
 
 pub mod config;
+pub mod control;
 pub mod logs;
 pub mod os;
 pub mod plan;
+pub mod probes;
 pub mod runtime;
 pub mod state;
 pub mod watch;

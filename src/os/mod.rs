@@ -2,8 +2,11 @@
 //! are made in `plan`, the loop in `runtime` calls these.
 
 pub mod fds;
+pub mod procfs;
 pub mod procs;
 pub mod reap;
+pub mod sd_notify;
+pub mod sockets;
 pub mod spawn;
 
 use nix::sys::signal::Signal;
