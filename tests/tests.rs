@@ -1,0 +1,18 @@
+//! Integration tests: the real `supervise` binary on temporary ecosystem files, with real
+//! `supervise-testapp` children. One test binary (one link, shared helpers), as ripgrep
+//! does; the modules live in `tests/it/` so Cargo does not build each as its own binary.
+
+mod support;
+
+#[path = "it/check.rs"]
+mod check;
+#[path = "it/logs.rs"]
+mod logs;
+#[path = "it/pid1.rs"]
+mod pid1;
+#[path = "it/restart.rs"]
+mod restart;
+#[path = "it/run.rs"]
+mod run;
+#[path = "it/shutdown.rs"]
+mod shutdown;
