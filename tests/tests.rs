@@ -10,6 +10,8 @@ mod check;
 mod logs;
 #[path = "it/pid1.rs"]
 mod pid1;
+#[path = "it/reload.rs"]
+mod reload;
 #[path = "it/restart.rs"]
 mod restart;
 #[path = "it/run.rs"]

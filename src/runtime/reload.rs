@@ -17,6 +17,9 @@ use crate::watch::AppWatch;
 
 /// Quiet time after the last file event before acting on it.
 const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Longest a burst of events may postpone a reload: an editor saving continuously (or
+/// an edit storm) still gets its changes applied along the way.
+const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 
 /// Folders and files every `watch` ignores, beside the app's own `ignore` list.
 const ALWAYS_IGNORED: &[&str] = &[".git", "node_modules"];
@@ -26,6 +29,8 @@ pub(super) struct Reloader {
     /// Of the last version read, valid or not: the same bytes are not read twice.
     fingerprint: u64,
     config_due: Option<Instant>,
+    /// The first event of the burst the pending reload answers.
+    config_first: Option<Instant>,
     apps_due: BTreeMap<String, Instant>,
 }
 
@@ -35,6 +40,7 @@ impl Reloader {
             path: eco.path.clone(),
             fingerprint: fingerprint(&eco.path, env_files(eco)),
             config_due: None,
+            config_first: None,
             apps_due: BTreeMap::new(),
         }
     }
@@ -111,9 +117,11 @@ impl Runtime {
             return;
         };
         let (config, apps) = watcher.take();
-        let at = Instant::now() + DEBOUNCE;
+        let now = Instant::now();
+        let at = now + DEBOUNCE;
         if config {
-            self.reload.config_due = Some(at);
+            let first = *self.reload.config_first.get_or_insert(now);
+            self.reload.config_due = Some(at.min(first + DEBOUNCE_MAX));
         }
         for app in apps {
             self.reload.apps_due.insert(app, at);
@@ -123,6 +131,7 @@ impl Runtime {
     pub(super) fn reload_if_due(&mut self, now: Instant) {
         if self.reload.config_due.is_some_and(|t| t <= now) {
             self.reload.config_due = None;
+            self.reload.config_first = None;
             self.reload_file(false);
         }
         let due: Vec<String> = self
@@ -146,6 +155,7 @@ impl Runtime {
     pub(super) fn reload_now(&mut self) {
         self.output.event("received SIGHUP, reloading");
         self.reload.config_due = None;
+        self.reload.config_first = None;
         self.reload_file(true);
     }
 
@@ -163,7 +173,31 @@ impl Runtime {
             return;
         }
         self.reload.fingerprint = seen;
-        match config::load(&path) {
+        let sockets = &self.sockets;
+        let can_bind =
+            |addr: &crate::config::ListenAddr| crate::os::sockets::can_bind(addr, Some(sockets));
+        let loaded = config::load_checked(&path, Some(&can_bind)).and_then(|eco| {
+            // Bind what the new version adds (all or nothing) before touching anything.
+            match self.sockets.sync(&super::listen_addrs(&eco)) {
+                Ok(()) => Ok(eco),
+                Err(errors) => Err(config::ConfigErrors(
+                    errors
+                        .into_iter()
+                        .map(|(addr, e)| config::ConfigError {
+                            file: path.clone(),
+                            line: 1,
+                            column: 1,
+                            key_path: "listen".into(),
+                            message: format!(
+                                "cannot listen on {}: {e}",
+                                crate::os::sockets::describe(&addr)
+                            ),
+                        })
+                        .collect(),
+                )),
+            }
+        });
+        match loaded {
             Err(errors) => {
                 for e in &errors.0 {
                     self.output.event(&format!("config error: {e}"));
@@ -178,11 +212,14 @@ impl Runtime {
                     self.output
                         .event("[settings] changed: they take effect when supervise is restarted");
                 }
-                self.reload.fingerprint = fingerprint(&path, env_files(&eco));
+                // Keep the fingerprint of what was read *before* parsing: re-reading now
+                // could record a save that landed meanwhile as applied, and lose it.
                 self.output.set_apps(&app_names(&eco));
                 self.desired.eco = eco;
                 self.observed.config_error = None;
+                self.observed.failed_generation.clear();
                 self.update_watches();
+                self.ensure_notify_socket();
                 self.output
                     .event(&format!("reloaded {}: {summary}", path.display()));
             }
