@@ -49,7 +49,8 @@ fn load(path: Option<PathBuf>) -> Result<config::Ecosystem, ExitCode> {
         eprintln!("supervise: {e}");
         ExitCode::from(1)
     })?;
-    config::load(&path).map_err(|errors| {
+    let can_bind = |addr: &config::ListenAddr| os::sockets::can_bind(addr, None);
+    config::load_checked(&path, Some(&can_bind)).map_err(|errors| {
         eprintln!("{errors}");
         ExitCode::from(1)
     })

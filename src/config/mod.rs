@@ -38,7 +38,15 @@ use read::Ctx;
 pub const DEFAULT_FILES: &[&str] = &["ecosystem.toml", "ecosystem.yaml", "ecosystem.yml"];
 
 /// Read, parse and validate an ecosystem file.
+pub use validate::BindCheck;
+
 pub fn load(path: &Path) -> Result<Ecosystem, ConfigErrors> {
+    load_checked(path, None)
+}
+
+/// [`load`], also checking that every `listen` address can be bound (`check`, start,
+/// and reloads, where addresses supervise already holds count as bindable).
+pub fn load_checked(path: &Path, can_bind: Option<BindCheck>) -> Result<Ecosystem, ConfigErrors> {
     let bytes = std::fs::read(path).map_err(|e| {
         ConfigErrors::whole_file(
             path,
@@ -47,7 +55,7 @@ pub fn load(path: &Path) -> Result<Ecosystem, ConfigErrors> {
         )
     })?;
     match std::str::from_utf8(&bytes) {
-        Ok(text) => load_str(path, text),
+        Ok(text) => load_with(path, text, true, can_bind),
         Err(e) => {
             let at = e.valid_up_to();
             let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
@@ -107,7 +115,7 @@ fn parse(path: &Path, text: &str) -> Result<Node, ConfigErrors> {
 /// The same as [`load`], from text already read. `path` names the file in messages, its
 /// folder is the base of relative paths, and its extension picks the format.
 pub fn load_str(path: &Path, text: &str) -> Result<Ecosystem, ConfigErrors> {
-    load_with(path, text, true)
+    load_with(path, text, true, None)
 }
 
 /// [`load_str`], with the "not supported yet" check optional (tests of keys whose
@@ -116,6 +124,7 @@ pub(crate) fn load_with(
     path: &Path,
     text: &str,
     check_unsupported: bool,
+    can_bind: Option<BindCheck>,
 ) -> Result<Ecosystem, ConfigErrors> {
     let root = parse(path, text)?;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -125,7 +134,7 @@ pub(crate) fn load_with(
         .unwrap_or_else(|| PathBuf::from("/"));
     let mut ctx = Ctx::new(path, base);
     let (settings, drafts) = schema::document(&mut ctx, &root);
-    validate::cross_checks(&mut ctx, &drafts);
+    validate::cross_checks(&mut ctx, &drafts, can_bind);
     let apps: Vec<AppSpec> = drafts.into_iter().map(|d| d.spec).collect();
     if check_unsupported {
         unsupported::check(&mut ctx, &settings, &apps);

@@ -91,7 +91,7 @@ pub enum ReadySpec {
     Notify,
     Tcp(String),
     Http(String),
-    Exec(Vec<String>),
+    Exec(CommandLine),
     Delay(Duration),
 }
 
@@ -99,7 +99,7 @@ pub enum ReadySpec {
 pub enum HealthCheck {
     Http(String),
     Tcp(String),
-    Exec(Vec<String>),
+    Exec(CommandLine),
 }
 
 #[derive(Debug, Clone, PartialEq)]

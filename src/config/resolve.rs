@@ -122,7 +122,7 @@ fn executable(p: &Path) -> bool {
 }
 
 /// argv[0] with a `/` is taken relative to `cwd`; otherwise it is searched in `PATH`.
-fn find_program(name: &str, cwd: &Path) -> Result<PathBuf, String> {
+pub(crate) fn find_program(name: &str, cwd: &Path) -> Result<PathBuf, String> {
     if name.contains('/') {
         let p: PathBuf = cwd.join(name).components().collect();
         return match std::fs::metadata(&p) {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use nix::sys::resource::Resource;
 
-use super::model::{HealthCheck, HealthSpec, Limit, ListenAddr, ReadySpec};
+use super::model::{CommandLine, HealthCheck, HealthSpec, Limit, ListenAddr, ReadySpec};
 use super::node::{Kind, Node};
 use super::read::{join, Ctx};
 
@@ -162,7 +162,8 @@ pub(crate) fn health(ctx: &mut Ctx, node: &Node, path: &str) -> Option<HealthSpe
     })
 }
 
-fn exec(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<String>> {
+/// A probe command, resolved like `command` (relative to the file's folder).
+fn exec(ctx: &mut Ctx, node: &Node, path: &str) -> Option<CommandLine> {
     let argv: Vec<String> = match &node.kind {
         Kind::Str(s) => match shell_words::split(s) {
             Ok(w) => w,
@@ -181,11 +182,17 @@ fn exec(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<String>> {
             .map(|(s, _)| s)
             .collect(),
     };
-    if argv.first().is_none_or(|a| a.is_empty()) {
+    let Some(first) = argv.first().filter(|a| !a.is_empty()) else {
         ctx.error(node.pos, path, "the command is empty");
         return None;
+    };
+    match super::resolve::find_program(first, &ctx.base.clone()) {
+        Ok(program) => Some(CommandLine { program, argv }),
+        Err(why) => {
+            ctx.error(node.pos, path, why);
+            None
+        }
     }
-    Some(argv)
 }
 
 fn tcp_target(ctx: &mut Ctx, node: &Node, path: &str) -> Option<String> {

@@ -66,7 +66,7 @@ update = "recreate"
 
 [apps.db]
 command = "sleep 'a b'"
-ready = { exec = "pg_isready -q" }
+ready = { exec = "test -d /" }
 
 [apps.sh-app]
 command = "echo $HOME && sleep 1"
@@ -120,7 +120,7 @@ apps:
     update: recreate
   db:
     command: sleep 'a b'
-    ready: { exec: pg_isready -q }
+    ready: { exec: test -d / }
   sh-app:
     command: echo $HOME && sleep 1
     shell: true
@@ -136,8 +136,8 @@ fn canon(p: &Path) -> PathBuf {
 fn every_key_toml_and_yaml_agree() {
     let dir = scratch();
     let root = canon(dir.path());
-    let toml = load_with(&root.join("eco.toml"), FULL_TOML, false).unwrap();
-    let yaml = load_with(&root.join("eco.yaml"), FULL_YAML, false).unwrap();
+    let toml = load_with(&root.join("eco.toml"), FULL_TOML, false, None).unwrap();
+    let yaml = load_with(&root.join("eco.yaml"), FULL_YAML, false, None).unwrap();
     assert_eq!(toml.apps, yaml.apps);
     assert_eq!(toml.settings, yaml.settings);
 
@@ -216,10 +216,11 @@ fn every_key_toml_and_yaml_agree() {
     let db = toml.app("db").unwrap();
     assert_eq!(db.command.argv, ["sleep", "a b"]);
     assert!(db.command.program.is_absolute() && db.command.program.ends_with("sleep"));
-    assert_eq!(
-        db.ready,
-        ReadySpec::Exec(vec!["pg_isready".into(), "-q".into()])
-    );
+    let ReadySpec::Exec(probe) = &db.ready else {
+        panic!("{:?}", db.ready)
+    };
+    assert_eq!(probe.argv, ["test", "-d", "/"]);
+    assert!(probe.program.is_absolute() && probe.program.ends_with("test"));
     assert_eq!(
         db.stop_timeout,
         Duration::from_secs(5),
@@ -280,16 +281,21 @@ fn unsupported_keys_are_reported_when_set() {
             "{key} in\n{err}"
         );
     }
-    for key in ["apps.web.watch", "apps.web.ignore"] {
+    for key in [
+        "apps.web.watch",
+        "apps.web.ignore",
+        "apps.web.listen",
+        "apps.web.ready",
+        "apps.web.health",
+        "apps.web.watchdog",
+        "apps.web.user",
+        "apps.web.limits",
+    ] {
         assert!(
             !err.contains(&format!("{key}: ")),
             "{key} works now:\n{err}"
         );
     }
-    assert!(
-        err.contains("x.toml:26:10: apps.web.listen: not supported yet (cluster mode"),
-        "{err}"
-    );
 }
 
 #[test]
@@ -349,7 +355,7 @@ fn truncated_files_never_panic() {
     let root = canon(dir.path());
     for (name, text) in [("t.toml", FULL_TOML), ("t.yaml", FULL_YAML)] {
         let path = root.join(name);
-        assert!(load_with(&path, text, false).is_ok());
+        assert!(load_with(&path, text, false, None).is_ok());
         let mut cut = 0;
         while cut < text.len() {
             if text.is_char_boundary(cut) {
@@ -361,4 +367,24 @@ fn truncated_files_never_panic() {
             cut += 7;
         }
     }
+}
+
+#[test]
+fn listen_addresses_that_cannot_be_bound_are_located_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eco.toml");
+    std::fs::write(
+        &path,
+        "[apps.web]\ncommand = \"true\"\nlisten = [\"tcp://127.0.0.1:3000\", \"tcp://127.0.0.1:3001\"]\n",
+    )
+    .unwrap();
+    let busy = |addr: &ListenAddr| match addr {
+        ListenAddr::Tcp(a) if a.port() == 3001 => Err("address already in use".to_string()),
+        _ => Ok(()),
+    };
+    let err = load_checked(&path, Some(&busy)).unwrap_err().to_string();
+    assert!(
+        err.contains(":3:35: apps.web.listen[1]: cannot listen on tcp://127.0.0.1:3001: address already in use"),
+        "{err}"
+    );
 }

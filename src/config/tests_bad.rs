@@ -223,7 +223,7 @@ fn listen_duplicates_and_syntax() {
     assert_eq!(
         toml("[apps.a]\ncommand = \"true\"\nlisten = [\"tcp://0.0.0.0:3000\"]\n\
               [apps.b]\ncommand = \"true\"\nlisten = [\"unix:/tmp/b.sock\", \"tcp://0.0.0.0:3000\"]\n"),
-        "ecosystem.toml:3:10: apps.a.listen: not supported yet (cluster mode lands in a later release)\n\
+        "\
          ecosystem.toml:6:31: apps.b.listen[1]: duplicate listen address tcp://0.0.0.0:3000, already \
          used by apps.a.listen[0]"
     );

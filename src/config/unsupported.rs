@@ -2,7 +2,7 @@
 //! release. Setting one to anything but its default is a located error, so a file never
 //! silently means more than supervise does. Remove a line when its feature lands.
 
-use super::model::{AppSpec, ReadySpec, Settings};
+use super::model::{AppSpec, Settings};
 use super::read::{join, Ctx};
 
 /// `(key path, why)`; `apps.*.KEY` matches the key in every app.
@@ -12,13 +12,6 @@ pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
         "the control socket lands in a later release",
     ),
     ("settings.log_dir", "log files land in a later release"),
-    ("apps.*.listen", "cluster mode lands in a later release"),
-    ("apps.*.ready", "readiness checks land in a later release"),
-    ("apps.*.health", "health checks land in a later release"),
-    (
-        "apps.*.watchdog",
-        "the sd_notify watchdog lands in a later release",
-    ),
     ("apps.*.max_memory", "memory limits land in a later release"),
 ];
 
@@ -27,11 +20,6 @@ fn is_default(settings: &Settings, app: Option<&AppSpec>, key: &str) -> bool {
     match (app, key) {
         (None, "socket") => settings.socket.is_none(),
         (None, "log_dir") => settings.log_dir.is_none(),
-        (Some(a), "listen") => a.listen.is_empty(),
-        // `started` and `delay` work today; the other kinds land with cluster mode.
-        (Some(a), "ready") => matches!(a.ready, ReadySpec::Started | ReadySpec::Delay(_)),
-        (Some(a), "health") => a.health.is_none(),
-        (Some(a), "watchdog") => a.watchdog.is_none(),
         (Some(a), "max_memory") => a.max_memory.is_none(),
         _ => true,
     }

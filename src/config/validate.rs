@@ -8,9 +8,37 @@ use super::model::ListenAddr;
 use super::read::{elem, join, Ctx};
 use super::schema::Draft;
 
-pub(crate) fn cross_checks(ctx: &mut Ctx, drafts: &[Draft]) {
+/// Whether a `listen` address can be bound now; injected so this module stays pure.
+pub type BindCheck<'a> = &'a dyn Fn(&ListenAddr) -> Result<(), String>;
+
+pub(crate) fn cross_checks(ctx: &mut Ctx, drafts: &[Draft], can_bind: Option<BindCheck>) {
     dependencies(ctx, drafts);
     duplicate_listen(ctx, drafts);
+    if let Some(can_bind) = can_bind {
+        bindable(ctx, drafts, can_bind);
+    }
+}
+
+/// Each address (once, at its first use) can be bound: port in use and permission
+/// errors are located like any other.
+fn bindable(ctx: &mut Ctx, drafts: &[Draft], can_bind: BindCheck) {
+    let mut seen: Vec<&ListenAddr> = Vec::new();
+    for d in drafts {
+        let path = join(&join("apps", &d.spec.name), "listen");
+        for (i, (addr, pos)) in d.spec.listen.iter().zip(&d.listen_pos).enumerate() {
+            if seen.contains(&addr) {
+                continue;
+            }
+            seen.push(addr);
+            if let Err(e) = can_bind(addr) {
+                ctx.error(
+                    *pos,
+                    &elem(&path, i),
+                    format!("cannot listen on {}: {e}", show(addr)),
+                );
+            }
+        }
+    }
 }
 
 fn dep_path(app: &str, i: usize) -> String {

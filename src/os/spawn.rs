@@ -21,14 +21,21 @@ use std::process::{Command, Stdio};
 use crate::config::AppSpec;
 
 /// Variables of supervise's own environment that describe supervise, not its apps.
-const NOT_INHERITED: &[&str] = &["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"];
+const NOT_INHERITED: &[&str] = &[
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
 const LISTEN_PID: &[u8] = b"LISTEN_PID=";
 
 pub struct Spawned {
     pub pid: i32,
-    /// Read ends, non-blocking.
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+    /// Read ends, non-blocking (none for a quiet spawn).
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
 }
 
 /// What the runtime adds to an app's own spec for one spawn.
@@ -38,6 +45,10 @@ pub struct Extras<'a> {
     pub sockets: Vec<(RawFd, &'a str)>,
     /// `NOTIFY_SOCKET` for `ready = "notify"`.
     pub notify_socket: Option<&'a OsStr>,
+    /// `WATCHDOG_USEC`, with `watchdog`.
+    pub watchdog_usec: Option<u128>,
+    /// Output to /dev/null (exec probes).
+    pub quiet: bool,
 }
 
 /// The environment an instance gets: supervise's own (minus the socket-activation
@@ -93,7 +104,10 @@ struct Ids {
 
 fn resolve_ids(spec: &AppSpec) -> io::Result<Option<Ids>> {
     let missing = |what: &str, name: &str| {
-        io::Error::new(io::ErrorKind::NotFound, format!("{what} {name:?} does not exist"))
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{what} {name:?} does not exist"),
+        )
     };
     let user = match &spec.user {
         Some(name) => Some(lookup_user(name).ok_or_else(|| missing("user", name))?),
@@ -126,7 +140,8 @@ fn resolve_ids(spec: &AppSpec) -> io::Result<Option<Ids>> {
 }
 
 fn cstring(bytes: Vec<u8>) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argument"))
+    CString::new(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argument"))
 }
 
 /// The prepared image of the child: only read (and the LISTEN_PID slot written) after
@@ -174,7 +189,10 @@ fn prepare(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Image> {
         entry.push(b'=');
         entry.extend(v.into_vec());
         if entry.contains(&0) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in environment"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "NUL byte in environment",
+            ));
         }
         entry.push(0);
         envp.push(entry);
@@ -184,6 +202,9 @@ fn prepare(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Image> {
         entry.extend(path.as_bytes());
         entry.push(0);
         envp.push(entry);
+    }
+    if let Some(usec) = extras.watchdog_usec {
+        envp.push(format!("WATCHDOG_USEC={usec}\0").into_bytes());
     }
     let mut listen_pid_digits = None;
     if !extras.sockets.is_empty() {
@@ -203,7 +224,12 @@ fn prepare(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Image> {
     let limits = spec
         .limits
         .iter()
-        .map(|l| (l.resource as libc::__rlimit_resource_t, l.value.unwrap_or(libc::RLIM_INFINITY)))
+        .map(|l| {
+            (
+                l.resource as libc::__rlimit_resource_t,
+                l.value.unwrap_or(libc::RLIM_INFINITY),
+            )
+        })
         .collect();
     let sockets: Vec<RawFd> = extras.sockets.iter().map(|(fd, _)| *fd).collect();
     Ok(Image {
@@ -222,12 +248,19 @@ fn prepare(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Image> {
 
 pub fn spawn(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Spawned> {
     let mut image = prepare(spec, index, extras)?;
+    let output = || {
+        if extras.quiet {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        }
+    };
     let mut cmd = Command::new(&spec.command.program);
     cmd.current_dir(&spec.cwd)
         .env_clear()
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(output())
+        .stderr(output());
     // SAFETY: the closure runs in the forked child of a multi-threaded process. It only
     // reads the prepared image, writes into buffers the image owns, and makes
     // async-signal-safe system calls: no allocation, no locks, no logging. std has
@@ -237,10 +270,11 @@ pub fn spawn(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Spawned>
     }
     let mut child = cmd.spawn()?;
     let pid = child.id() as i32;
-    let stdout: OwnedFd = child.stdout.take().expect("stdout was piped").into();
-    let stderr: OwnedFd = child.stderr.take().expect("stderr was piped").into();
-    set_nonblocking(&stdout)?;
-    set_nonblocking(&stderr)?;
+    let stdout: Option<OwnedFd> = child.stdout.take().map(Into::into);
+    let stderr: Option<OwnedFd> = child.stderr.take().map(Into::into);
+    for fd in stdout.iter().chain(stderr.iter()) {
+        set_nonblocking(fd)?;
+    }
     Ok(Spawned {
         pid,
         stdout,
@@ -295,7 +329,11 @@ unsafe fn exec_child(image: &mut Image) -> io::Result<()> {
     if let Some(slot) = image.listen_pid_digits {
         write_decimal(slot, libc::getpid() as u64);
     }
-    libc::execve(image.program.as_ptr(), image.argv_ptrs.as_ptr(), image.envp_ptrs.as_ptr());
+    libc::execve(
+        image.program.as_ptr(),
+        image.argv_ptrs.as_ptr(),
+        image.envp_ptrs.as_ptr(),
+    );
     Err(io::Error::last_os_error())
 }
 
@@ -350,7 +388,12 @@ mod tests {
         spec.env.insert("PATH".into(), "/custom".into());
         spec.instance_var = Some("NODE_APP_INSTANCE".into());
         let env = instance_env(&spec, 2);
-        let get = |k: &str| env.iter().filter(|(key, _)| key == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+        let get = |k: &str| {
+            env.iter()
+                .filter(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(get("PATH"), vec![OsString::from("/custom")]);
         assert_eq!(get("SUPERVISE_APP"), vec![OsString::from("web")]);
         assert_eq!(get("SUPERVISE_INSTANCE"), vec![OsString::from("2")]);

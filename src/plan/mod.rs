@@ -6,8 +6,11 @@
 //! nothing holds a timer. The runtime records the effect of every action as a fact
 //! before it asks again, so the same action is never emitted twice.
 
+pub mod checks;
 pub mod diff;
 pub mod order;
+
+pub use checks::Purpose;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -54,6 +57,12 @@ pub enum Action {
     Kill(Who),
     /// The instance is gone and no longer wanted: drop its record.
     Forget(Who),
+    /// Run a readiness or health check of this instance.
+    Probe(Who, Purpose),
+    /// Not ready within `ready_timeout`: roll back a rolling update, or fail the run.
+    ReadyTimeout(InstanceId),
+    /// No `WATCHDOG=1` in time: fail the run.
+    WatchdogMiss(Who),
     /// Nothing is left to run: leave with this code.
     Exit(i32),
 }
@@ -123,7 +132,9 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
         };
         let outdated = inst.generation != generation;
         if inst.pid.is_some() {
-            if outdated && inst.stop.is_none() {
+            checks::plan_checks(app, &id, inst, now, plan);
+            let failed = observed.failed_generation.get(&app.name) == Some(&generation);
+            if outdated && inst.stop.is_none() && !failed {
                 match app.update {
                     UpdateStrategy::Recreate => drive_stop(Who::Slot(id), inst, desired, now, plan),
                     UpdateStrategy::Rolling if !replacing => {

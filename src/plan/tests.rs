@@ -72,6 +72,8 @@ impl Sim {
                     Action::Stop(w) => self.obs.stop_requested(w, self.now),
                     Action::Kill(w) => self.obs.killed(w, self.now),
                     Action::Forget(w) => self.obs.forget(w),
+                    Action::Probe(w, _) => self.obs.probe_started(w, self.now),
+                    Action::ReadyTimeout(_) | Action::WatchdogMiss(_) => {}
                     Action::Exit(_) => {}
                 }
             }

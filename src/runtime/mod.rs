@@ -6,12 +6,14 @@
 //! to do, `perform` it, and sleep until the next event or the earliest deadline the plan
 //! named. When nothing is due, the poll has no timeout: an idle supervise never wakes.
 
+mod checks;
 mod perform;
 mod pipes;
 mod reload;
 
 use std::collections::HashMap;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,10 +32,18 @@ use crate::watch::Watcher;
 
 const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
+const NOTIFY: Token = Token(2);
 const FIRST_PIPE: usize = 16;
 
 /// How long the final sweep waits for leftover processes after SIGTERM.
 const SWEEP_GRACE: Duration = Duration::from_secs(2);
+
+/// Who a child process is, for the reaper's routing table.
+#[derive(Debug, Clone)]
+pub(super) enum Owner {
+    Instance(InstanceId),
+    Probe(crate::probes::ProbeId),
+}
 
 pub struct Runtime {
     poll: Poll,
@@ -43,8 +53,12 @@ pub struct Runtime {
     /// Reloads and `watch` restarts, debounced.
     reload: reload::Reloader,
     watcher: Option<Watcher>,
-    /// Routing table of the reaper: leader pid -> instance. Unknown pids are orphans.
-    leaders: HashMap<i32, InstanceId>,
+    /// Routing table of the reaper: leader pid -> instance or probe. Unknown pids are
+    /// orphans.
+    leaders: HashMap<i32, Owner>,
+    /// Listening sockets of cluster mode, bound once and kept across restarts.
+    sockets: os::sockets::SocketSet,
+    checks: checks::Checks,
     pipes: pipes::Pipes,
     output: Output,
 }
@@ -63,6 +77,7 @@ pub fn run(ecosystem: Ecosystem) -> io::Result<i32> {
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let waker_for_checks = waker.clone();
     let settings = &ecosystem.settings;
     let output = Output::start(
         settings.log_format,
@@ -79,7 +94,19 @@ pub fn run(ecosystem: Ecosystem) -> io::Result<i32> {
             None
         }
     };
+    let mut sockets = os::sockets::SocketSet::new();
+    if let Err(errors) = sockets.sync(&listen_addrs(&ecosystem)) {
+        for (addr, e) in errors {
+            eprintln!(
+                "supervise: cannot listen on {}: {e}",
+                os::sockets::describe(&addr)
+            );
+        }
+        return Ok(1);
+    }
     let mut runtime = Runtime {
+        sockets,
+        checks: checks::Checks::new(waker_for_checks),
         poll,
         signals,
         reload: reload::Reloader::new(&ecosystem),
@@ -91,11 +118,31 @@ pub fn run(ecosystem: Ecosystem) -> io::Result<i32> {
         output,
     };
     runtime.update_watches();
+    runtime.ensure_notify_socket();
     let code = runtime.run_loop()?;
     runtime.sweep();
+    runtime.sockets.close_all();
+    if let Some(notify) = runtime.checks.notify.take() {
+        let dir = notify.path().parent().map(std::path::Path::to_path_buf);
+        drop(notify);
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
     let Runtime { output, .. } = runtime;
     output.finish(Duration::from_secs(2));
     Ok(code)
+}
+
+/// Every `listen` address of the file, in order, once.
+pub(super) fn listen_addrs(eco: &Ecosystem) -> Vec<crate::config::ListenAddr> {
+    let mut addrs = Vec::new();
+    for addr in eco.apps.iter().flat_map(|a| &a.listen) {
+        if !addrs.contains(addr) {
+            addrs.push(addr.clone());
+        }
+    }
+    addrs
 }
 
 pub(super) fn app_names(eco: &Ecosystem) -> Vec<(String, u32)> {
@@ -110,12 +157,16 @@ impl Runtime {
         let mut events = Events::with_capacity(256);
         loop {
             self.reload_if_due(Instant::now());
+            self.expire_exec_probes(Instant::now());
             let (wake_at, exit) = self.reconcile();
             if let Some(code) = exit {
                 self.announce_exit(code);
                 return Ok(code);
             }
-            let wake_at = [wake_at, self.reload.due()].into_iter().flatten().min();
+            let wake_at = [wake_at, self.reload.due(), self.checks.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = if self.pipes.busy(&self.output) {
                 Some(Duration::ZERO)
             } else {
@@ -129,7 +180,11 @@ impl Runtime {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals(),
-                    WAKER => self.on_files_changed(),
+                    WAKER => {
+                        self.on_files_changed();
+                        self.on_probe_results();
+                    }
+                    NOTIFY => self.on_notify(),
                     token if self.pipes.owns(token) => {
                         self.pipes
                             .readable(self.poll.registry(), token, &self.output)
@@ -202,12 +257,12 @@ impl Runtime {
 
     fn reap(&mut self) {
         for (pid, status) in os::reap::reap_all() {
-            let who = self
-                .leaders
-                .remove(&pid)
-                .and_then(|id| self.observed.find_leader(&id, pid));
-            match who {
-                Some(who) => self.on_exit(who, pid, status),
+            match self.leaders.remove(&pid) {
+                Some(Owner::Instance(id)) => match self.observed.find_leader(&id, pid) {
+                    Some(who) => self.on_exit(who, pid, status),
+                    None => log::debug!("reaped {pid} of {id}, no longer tracked ({status})"),
+                },
+                Some(Owner::Probe(probe)) => self.on_exec_probe_exit(probe, status),
                 None => log::debug!("reaped orphan {pid} ({status})"),
             }
         }
@@ -329,6 +384,56 @@ impl Runtime {
             let _ = self.poll.poll(&mut events, Some(Duration::from_millis(10)));
         }
         os::reap::reap_all();
+    }
+}
+
+impl Runtime {
+    /// Bind the NOTIFY_SOCKET receiver the first time an app uses `ready = "notify"`,
+    /// in a private folder (0711) so only the socket itself is reachable.
+    pub(super) fn ensure_notify_socket(&mut self) {
+        let wanted = self
+            .desired
+            .eco
+            .apps
+            .iter()
+            .any(|a| a.ready == crate::config::ReadySpec::Notify);
+        if !wanted || self.checks.notify.is_some() {
+            return;
+        }
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = base.join(format!("supervise-{}", std::process::id()));
+        let result = std::fs::DirBuilder::new()
+            .mode(0o711)
+            .create(&dir)
+            .or_else(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .and_then(|_| os::sd_notify::NotifySocket::bind(&dir.join("notify.sock")));
+        match result {
+            Ok(socket) => {
+                let fd = socket.raw_fd();
+                if let Err(e) = self.poll.registry().register(
+                    &mut mio::unix::SourceFd(&fd),
+                    NOTIFY,
+                    Interest::READABLE,
+                ) {
+                    self.output
+                        .event(&format!("cannot watch the notify socket: {e}"));
+                }
+                self.checks.notify = Some(socket);
+            }
+            Err(e) => self.output.event(&format!(
+                "cannot create the notify socket in {}: {e}; notify apps will never be ready",
+                dir.display()
+            )),
+        }
     }
 }
 

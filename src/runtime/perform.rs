@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 
-use super::Runtime;
+use super::{Owner, Runtime};
 use crate::config::units::format_duration;
+use crate::config::ReadySpec;
 use crate::logs::Stream;
 use crate::os;
 use crate::plan::{stop_policy, Action};
@@ -25,6 +26,9 @@ impl Runtime {
             Action::Stop(who) => self.stop(&who),
             Action::Kill(who) => self.kill(&who),
             Action::Forget(who) => self.observed.forget(&who),
+            Action::Probe(who, purpose) => self.start_probe(who, purpose),
+            Action::ReadyTimeout(id) => self.ready_timeout(&id),
+            Action::WatchdogMiss(who) => self.watchdog_missed(&who),
             Action::Exit(_) => {}
         }
     }
@@ -35,15 +39,35 @@ impl Runtime {
         };
         let generation = self.desired.generation(spec);
         let now = Instant::now();
-        match os::spawn::spawn(spec, id.index, &os::spawn::Extras::default()) {
+        let names: Vec<String> = spec.listen.iter().map(os::sockets::fd_name).collect();
+        let extras = os::spawn::Extras {
+            sockets: spec
+                .listen
+                .iter()
+                .zip(&names)
+                .filter_map(|(addr, name)| Some((self.sockets.get(addr)?.raw_fd(), name.as_str())))
+                .collect(),
+            notify_socket: match (&spec.ready, &self.checks.notify) {
+                (ReadySpec::Notify, Some(socket)) => Some(socket.path().as_os_str()),
+                _ => None,
+            },
+            watchdog_usec: spec
+                .watchdog
+                .filter(|_| spec.ready == ReadySpec::Notify)
+                .map(|d| d.as_micros()),
+            quiet: false,
+        };
+        match os::spawn::spawn(spec, id.index, &extras) {
             Ok(child) => {
-                self.leaders.insert(child.pid, id.clone());
+                self.leaders.insert(child.pid, Owner::Instance(id.clone()));
                 self.observed.spawned(&id, child.pid, generation, now);
                 let registry = self.poll.registry();
-                for (fd, stream) in [
+                let pipes = [
                     (child.stdout, Stream::Stdout),
                     (child.stderr, Stream::Stderr),
-                ] {
+                ];
+                for (fd, stream) in pipes {
+                    let Some(fd) = fd else { continue };
                     if let Err(e) = self.pipes.add(registry, fd, &id, stream) {
                         log::warn!("cannot watch {id}'s {stream:?}: {e}");
                     }
@@ -68,7 +92,7 @@ impl Runtime {
         }
     }
 
-    fn stop(&mut self, who: &Who) {
+    pub(super) fn stop(&mut self, who: &Who) {
         let Some(inst) = self.observed.get(who) else {
             return;
         };

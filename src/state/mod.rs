@@ -110,6 +110,20 @@ pub struct Instance {
     pub started_at: Option<Instant>,
     /// A readiness fact arrived (sd_notify READY=1, a probe passed).
     pub ready: bool,
+    pub ready_at: Option<Instant>,
+    /// The last sd_notify `STATUS=` text.
+    pub status_text: Option<String>,
+    /// The instance said `STOPPING=1`.
+    pub notify_stopping: bool,
+    /// The last `WATCHDOG=1`.
+    pub watchdog_at: Option<Instant>,
+    pub probe_in_flight: bool,
+    pub last_probe_at: Option<Instant>,
+    /// Consecutive failed health checks.
+    pub health_failures: u32,
+    /// The stop under way was caused by a failure (not ready in time, watchdog): the
+    /// exit is judged by the restart policy like a crash, not taken as asked for.
+    pub failing: bool,
     pub last_exit: Option<(ExitStatus, Instant)>,
     /// Consecutive runs shorter than `min_uptime`.
     pub crashes: u32,
@@ -131,6 +145,14 @@ impl Instance {
             group_alive: false,
             started_at: None,
             ready: false,
+            ready_at: None,
+            status_text: None,
+            notify_stopping: false,
+            watchdog_at: None,
+            probe_in_flight: false,
+            last_probe_at: None,
+            health_failures: 0,
+            failing: false,
             last_exit: None,
             crashes: 0,
             restarts: 0,
@@ -172,6 +194,9 @@ pub struct Observed {
     pub shutdown: Option<Shutdown>,
     /// The last reload's error, kept until a valid version is applied.
     pub config_error: Option<String>,
+    /// Per app, a generation whose rolling update failed (its new instance never got
+    /// ready): the app stays on the old version until the file changes again.
+    pub failed_generation: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +262,14 @@ impl Observed {
         // Set by a readiness fact (sd_notify, probe); `started` and `delay` readiness
         // are derived by `plan::is_ready`.
         inst.ready = false;
+        inst.ready_at = None;
+        inst.status_text = None;
+        inst.notify_stopping = false;
+        inst.watchdog_at = None;
+        inst.probe_in_flight = false;
+        inst.last_probe_at = None;
+        inst.health_failures = 0;
+        inst.failing = false;
         inst.restart_at = None;
         inst.stop = None;
         inst.done = None;
@@ -280,7 +313,8 @@ impl Observed {
             .map(|t| now.saturating_duration_since(t))
             .unwrap_or_default();
         inst.last_exit = Some((status.clone(), now));
-        let stopping = inst.stop.is_some() || shutting_down || matches!(who, Who::Old(_));
+        let asked = inst.stop.is_some() && !inst.failing;
+        let stopping = asked || shutting_down || matches!(who, Who::Old(_));
         match spec {
             Some(spec) if !stopping => {
                 let outcome = decide(spec, &mut inst.crashes, &status, uptime);
@@ -316,6 +350,74 @@ impl Observed {
         if let Some(inst) = self.get_mut(who) {
             inst.group_alive = false;
         }
+    }
+
+    pub fn mark_ready(&mut self, who: &Who, now: Instant) {
+        if let Some(inst) = self.get_mut(who) {
+            if !inst.ready {
+                inst.ready = true;
+                inst.ready_at = Some(now);
+            }
+        }
+    }
+
+    pub fn probe_started(&mut self, who: &Who, now: Instant) {
+        if let Some(inst) = self.get_mut(who) {
+            inst.probe_in_flight = true;
+            inst.last_probe_at = Some(now);
+        }
+    }
+
+    pub fn probe_done(&mut self, who: &Who, now: Instant) {
+        if let Some(inst) = self.get_mut(who) {
+            inst.probe_in_flight = false;
+            inst.last_probe_at = Some(now);
+        }
+    }
+
+    /// Record a notify message's facts (READY=1 only counts for notify readiness).
+    pub fn notified(
+        &mut self,
+        who: &Who,
+        msg: &crate::os::sd_notify::NotifyMessage,
+        ready_counts: bool,
+        now: Instant,
+    ) {
+        if msg.ready && ready_counts {
+            self.mark_ready(who, now);
+        }
+        if let Some(inst) = self.get_mut(who) {
+            if let Some(text) = &msg.status {
+                inst.status_text = Some(text.clone());
+            }
+            inst.notify_stopping |= msg.stopping;
+            if msg.watchdog {
+                inst.watchdog_at = Some(now);
+            }
+        }
+    }
+
+    /// A stop caused by a failure: the exit will be judged by the restart policy.
+    pub fn failing(&mut self, who: &Who) {
+        if let Some(inst) = self.get_mut(who) {
+            inst.failing = true;
+        }
+    }
+
+    /// A rolling update's new instance failed: the old one, still serving, takes its
+    /// slot back and the new one becomes the outgoing instance (to be stopped).
+    pub fn rollback(&mut self, id: &InstanceId) -> Option<Who> {
+        let old_key = *self
+            .outgoing
+            .iter()
+            .find(|(_, o)| &o.id == id && o.alive() && o.stop.is_none())?
+            .0;
+        let new = self.instances.get(id)?;
+        let new_key = new.pgid.filter(|_| new.alive())?;
+        let old = self.outgoing.remove(&old_key)?;
+        let new = self.instances.insert(id.clone(), old)?;
+        self.outgoing.insert(new_key, new);
+        Some(Who::Old(new_key))
     }
 
     pub fn forget(&mut self, who: &Who) {

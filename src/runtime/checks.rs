@@ -1,0 +1,323 @@
+//! Readiness and health: running probes, receiving sd_notify messages, and turning
+//! their results into facts. tcp/http probes run on the prober's threads; exec probes
+//! are children of ours like any other, spawned and reaped on this thread and killed
+//! at their timeout. Nothing here waits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::Waker;
+use nix::sys::signal::Signal;
+
+use super::{Owner, Runtime};
+use crate::config::{AppSpec, HealthCheck, ReadySpec};
+use crate::os;
+use crate::os::sd_notify::NotifySocket;
+use crate::plan::Purpose;
+use crate::probes::{ProbeId, ProbeKind, Prober};
+use crate::state::{ExitStatus, InstanceId, Who};
+
+/// Longest a single readiness probe may take.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct InFlight {
+    who: Who,
+    /// The instance's leader when the probe started: a result for an older run is stale.
+    pid: i32,
+    purpose: Purpose,
+    what: String,
+    /// For exec probes: the probe's pid and its deadline.
+    exec: Option<(i32, Instant)>,
+}
+
+pub(super) struct Checks {
+    waker: Arc<Waker>,
+    prober: Option<Prober>,
+    next_id: ProbeId,
+    in_flight: HashMap<ProbeId, InFlight>,
+    pub(super) notify: Option<NotifySocket>,
+}
+
+impl Checks {
+    pub(super) fn new(waker: Arc<Waker>) -> Checks {
+        Checks {
+            waker,
+            prober: None,
+            next_id: 1,
+            in_flight: HashMap::new(),
+            notify: None,
+        }
+    }
+
+    /// The earliest exec probe deadline.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.in_flight
+            .values()
+            .filter_map(|p| p.exec.map(|(_, at)| at))
+            .min()
+    }
+}
+
+/// What to run for a probe, from the spec.
+enum Probe<'a> {
+    Net(ProbeKind, String),
+    Exec(&'a crate::config::CommandLine),
+}
+
+fn probe_of(spec: &AppSpec, purpose: Purpose) -> Option<(Probe<'_>, Duration)> {
+    match purpose {
+        Purpose::Ready => {
+            let timeout = READY_PROBE_TIMEOUT.min(spec.ready_timeout);
+            let probe = match &spec.ready {
+                ReadySpec::Tcp(a) => Probe::Net(ProbeKind::Tcp(a.clone()), format!("tcp {a}")),
+                ReadySpec::Http(u) => Probe::Net(ProbeKind::Http(u.clone()), format!("http {u}")),
+                ReadySpec::Exec(c) => Probe::Exec(c),
+                _ => return None,
+            };
+            Some((probe, timeout))
+        }
+        Purpose::Health => {
+            let health = spec.health.as_ref()?;
+            let probe = match &health.check {
+                HealthCheck::Tcp(a) => Probe::Net(ProbeKind::Tcp(a.clone()), format!("tcp {a}")),
+                HealthCheck::Http(u) => Probe::Net(ProbeKind::Http(u.clone()), format!("http {u}")),
+                HealthCheck::Exec(c) => Probe::Exec(c),
+            };
+            Some((probe, health.timeout))
+        }
+    }
+}
+
+impl Runtime {
+    pub(super) fn start_probe(&mut self, who: Who, purpose: Purpose) {
+        let Some(inst) = self.observed.get(&who) else {
+            return;
+        };
+        let (Some(pid), id) = (inst.pid, inst.id.clone()) else {
+            return;
+        };
+        let Some(spec) = self.desired.app(&id.app) else {
+            return;
+        };
+        let Some((probe, timeout)) = probe_of(spec, purpose) else {
+            return;
+        };
+        let probe_id = self.checks.next_id;
+        self.checks.next_id += 1;
+        let now = Instant::now();
+        let mut flight = InFlight {
+            who: who.clone(),
+            pid,
+            purpose,
+            what: String::new(),
+            exec: None,
+        };
+        match probe {
+            Probe::Net(kind, what) => {
+                let waker = self.checks.waker.clone();
+                let prober = self
+                    .checks
+                    .prober
+                    .get_or_insert_with(|| Prober::start(waker));
+                prober.submit(probe_id, kind, timeout);
+                flight.what = what;
+            }
+            Probe::Exec(command) => {
+                let mut probe_spec = spec.clone();
+                probe_spec.command = command.clone();
+                flight.what = format!("exec {}", command.argv.join(" "));
+                let extras = os::spawn::Extras {
+                    quiet: true,
+                    ..Default::default()
+                };
+                match os::spawn::spawn(&probe_spec, id.index, &extras) {
+                    Ok(child) => {
+                        self.leaders.insert(child.pid, Owner::Probe(probe_id));
+                        flight.exec = Some((child.pid, now + timeout));
+                    }
+                    Err(e) => {
+                        self.checks.in_flight.insert(probe_id, flight);
+                        self.observed.probe_started(&who, now);
+                        self.probe_finished(probe_id, Err(format!("cannot start: {e}")));
+                        return;
+                    }
+                }
+            }
+        }
+        self.checks.in_flight.insert(probe_id, flight);
+        self.observed.probe_started(&who, now);
+    }
+
+    /// The prober woke the loop.
+    pub(super) fn on_probe_results(&mut self) {
+        let results = match &self.checks.prober {
+            Some(prober) => prober.results(),
+            None => return,
+        };
+        for (id, result) in results {
+            self.probe_finished(id, result);
+        }
+    }
+
+    pub(super) fn on_exec_probe_exit(&mut self, id: ProbeId, status: ExitStatus) {
+        let timed_out = self
+            .checks
+            .in_flight
+            .get(&id)
+            .and_then(|p| p.exec)
+            .is_some_and(|(_, at)| Instant::now() >= at);
+        let result = match status {
+            _ if timed_out => Err("timed out".to_string()),
+            s if s.success() => Ok(()),
+            s => Err(format!("exited with {s}")),
+        };
+        self.probe_finished(id, result);
+    }
+
+    /// Exec probes past their timeout are killed; their exit reports the failure.
+    pub(super) fn expire_exec_probes(&mut self, now: Instant) {
+        for probe in self.checks.in_flight.values_mut() {
+            if let Some((pid, at)) = probe.exec {
+                if now >= at {
+                    let _ = os::signal_group(pid, Signal::SIGKILL);
+                    // Past its deadline for good: the next deadline is not this one.
+                    probe.exec = Some((pid, at + Duration::from_secs(3600)));
+                }
+            }
+        }
+    }
+
+    fn probe_finished(&mut self, id: ProbeId, result: Result<(), String>) {
+        let Some(flight) = self.checks.in_flight.remove(&id) else {
+            return;
+        };
+        let now = Instant::now();
+        let current = self
+            .observed
+            .get(&flight.who)
+            .filter(|i| i.pid == Some(flight.pid))
+            .map(|i| i.id.clone());
+        let Some(inst_id) = current else {
+            return; // the run it probed is over
+        };
+        self.observed.probe_done(&flight.who, now);
+        match (flight.purpose, result) {
+            (Purpose::Ready, Ok(())) => {
+                self.observed.mark_ready(&flight.who, now);
+                self.output
+                    .event(&format!("{inst_id} is ready ({})", flight.what));
+            }
+            (Purpose::Ready, Err(e)) => log::debug!("{inst_id} not ready yet: {e}"),
+            (Purpose::Health, Ok(())) => {
+                if let Some(inst) = self.observed.instances.get_mut(&inst_id) {
+                    inst.health_failures = 0;
+                }
+            }
+            (Purpose::Health, Err(e)) => self.health_failed(&flight.who, &inst_id, &e),
+        }
+    }
+
+    fn health_failed(&mut self, who: &Who, id: &InstanceId, error: &str) {
+        let limit = self
+            .desired
+            .app(&id.app)
+            .and_then(|a| a.health.as_ref())
+            .map_or(1, |h| h.failures);
+        let Some(inst) = self.observed.instances.get_mut(id) else {
+            return;
+        };
+        inst.health_failures += 1;
+        let failures = inst.health_failures;
+        self.output.event(&format!(
+            "{id} health check failed ({failures}/{limit}): {error}"
+        ));
+        if failures >= limit {
+            self.output
+                .event(&format!("{id} is unhealthy, restarting it"));
+            self.stop(who);
+        }
+    }
+
+    /// Not ready within `ready_timeout`. During a rolling update the old instance takes
+    /// its place back and the app stays on the old version; otherwise the run failed.
+    pub(super) fn ready_timeout(&mut self, id: &InstanceId) {
+        let Some(spec) = self.desired.app(&id.app) else {
+            return;
+        };
+        let timeout = crate::config::units::format_duration(spec.ready_timeout);
+        let generation = self.desired.generation(spec);
+        if let Some(new) = self.observed.rollback(id) {
+            self.observed
+                .failed_generation
+                .insert(id.app.clone(), generation);
+            self.output.event(&format!(
+                "{id}: the new version was not ready within {timeout}; keeping the old \
+                 instance and leaving {} on its previous version",
+                id.app
+            ));
+            self.stop(&new);
+            return;
+        }
+        self.output
+            .event(&format!("{id} was not ready within {timeout}, stopping it"));
+        let who = Who::Slot(id.clone());
+        self.observed.failing(&who);
+        self.stop(&who);
+    }
+
+    pub(super) fn watchdog_missed(&mut self, who: &Who) {
+        let Some(inst) = self.observed.get(who) else {
+            return;
+        };
+        let id = inst.id.clone();
+        let within = self
+            .desired
+            .app(&id.app)
+            .and_then(|a| a.watchdog)
+            .map(crate::config::units::format_duration)
+            .unwrap_or_default();
+        self.output.event(&format!(
+            "{id} watchdog: no WATCHDOG=1 within {within}, stopping it"
+        ));
+        self.observed.failing(who);
+        self.stop(who);
+    }
+
+    /// Datagrams on NOTIFY_SOCKET, attributed to an instance by the sender's pid (its
+    /// leader, or any process of its group, such as a shell wrapper's child).
+    pub(super) fn on_notify(&mut self) {
+        let Some(socket) = &self.checks.notify else {
+            return;
+        };
+        let now = Instant::now();
+        for (pid, msg) in socket.receive() {
+            let who = match self.leaders.get(&pid) {
+                Some(Owner::Instance(id)) => self.observed.find_leader(id, pid),
+                _ => os::group_of(pid).and_then(|pgid| {
+                    self.observed
+                        .all()
+                        .find(|(_, i)| i.pgid == Some(pgid) && i.alive())
+                        .map(|(who, _)| who)
+                }),
+            };
+            let Some(who) = who else {
+                log::debug!("notify message from unknown pid {pid}: {msg:?}");
+                continue;
+            };
+            let Some(inst) = self.observed.get(&who) else {
+                continue;
+            };
+            let id = inst.id.clone();
+            let was_ready = inst.ready;
+            let counts = self
+                .desired
+                .app(&id.app)
+                .is_some_and(|a| a.ready == ReadySpec::Notify);
+            self.observed.notified(&who, &msg, counts, now);
+            if counts && msg.ready && !was_ready {
+                self.output.event(&format!("{id} is ready (sd_notify)"));
+            }
+        }
+    }
+}
