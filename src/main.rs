@@ -1,36 +1,21 @@
-//! The `supervise` command line.
+//! The `supervise` command: run an ecosystem, check one, or talk to a running supervise.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
+use supervise::cli::{Cli, Command};
+use supervise::control::client::{self, ClientError};
+use supervise::control::protocol::{Request, Response};
+use supervise::control::table;
 use supervise::{config, os, runtime};
 
-/// A declarative process supervisor: keeps the apps of an ecosystem file running.
-#[derive(Parser, Debug)]
-#[command(
-    name = "supervise",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
-struct Cli {
-    /// The ecosystem file (default: ./ecosystem.toml, ./ecosystem.yaml, ./ecosystem.yml).
-    config: Option<PathBuf>,
-
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Validate the ecosystem file and print what would run; exit 1 with every error.
-    Check {
-        /// The ecosystem file (default lookup as for running).
-        config: Option<PathBuf>,
-    },
-}
+/// Long enough for a rolling reload of a slow app; the server answers when done.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
     // Before anything opens a descriptor: inherited ones must not reach the apps.
@@ -38,9 +23,23 @@ fn main() -> ExitCode {
     os::fds::reserve_low_fds();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    let socket = cli.socket.as_deref();
     match cli.command {
+        None => run(cli.config, socket),
         Some(Command::Check { config }) => check(config),
-        None => run(cli.config),
+        Some(Command::Status { json }) => status(socket, json),
+        Some(Command::Logs {
+            target,
+            lines,
+            follow,
+        }) => logs(socket, target, lines, follow),
+        Some(Command::Restart { target }) => command(socket, Request::Restart { target }),
+        Some(Command::Reload { target }) => command(socket, Request::Reload { target }),
+        Some(Command::Stop { target }) => command(socket, Request::Stop { target }),
+        Some(Command::Start { target }) => command(socket, Request::Start { target }),
+        Some(Command::Signal { signal, target }) => {
+            command(socket, Request::Signal { signal, target })
+        }
     }
 }
 
@@ -66,16 +65,127 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn run(path: Option<PathBuf>) -> ExitCode {
+fn run(path: Option<PathBuf>, socket: Option<&Path>) -> ExitCode {
     let eco = match load(path) {
         Ok(eco) => eco,
         Err(code) => return code,
     };
-    match runtime::run(eco) {
+    let socket = client::socket_path(socket, eco.settings.socket.as_deref());
+    match runtime::run(eco, &socket) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("supervise: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The socket a client command talks to: as the server finds it, including
+/// `settings.socket` of the ecosystem file in the current folder, if there is one.
+fn client_socket(explicit: Option<&Path>) -> PathBuf {
+    let settings_socket = config::find_default(None)
+        .ok()
+        .and_then(|p| config::load(&p).ok())
+        .and_then(|eco| eco.settings.socket);
+    client::socket_path(explicit, settings_socket.as_deref())
+}
+
+fn ask(socket: Option<&Path>, request: Request, timeout: Duration) -> Result<Response, ExitCode> {
+    let path = client_socket(socket);
+    match client::request(&path, request, timeout) {
+        Ok(response) if response.ok => Ok(response),
+        Ok(response) => {
+            eprintln!(
+                "supervise: {}",
+                response
+                    .error
+                    .unwrap_or_else(|| "the request failed".into())
+            );
+            Err(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("supervise: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+fn status(socket: Option<&Path>, json: bool) -> ExitCode {
+    let response = match ask(socket, Request::Status, STATUS_TIMEOUT) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let report = response.status.unwrap_or_default();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a report always serializes")
+        );
+    } else {
+        let stdout = std::io::stdout();
+        let colour =
+            stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let width = terminal_width().unwrap_or(if colour { 100 } else { 200 });
+        print!("{}", table::status_table(&report, width, colour));
+    }
+    ExitCode::SUCCESS
+}
+
+fn terminal_width() -> Option<usize> {
+    if let Some(cols) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return Some(cols);
+    }
+    // SAFETY: TIOCGWINSZ fills a winsize struct we own.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(size.ws_col as usize)
+}
+
+fn logs(socket: Option<&Path>, target: String, lines: usize, follow: bool) -> ExitCode {
+    let request = Request::Logs {
+        target,
+        lines,
+        follow,
+    };
+    if !follow {
+        return match ask(socket, request, STATUS_TIMEOUT) {
+            Ok(response) => {
+                for line in &response.lines {
+                    println!("{}", table::log_line_text(line));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        };
+    }
+    let path = client_socket(socket);
+    let result = client::follow(&path, request, &mut |line| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // A closed reader (`| head`) ends the follow.
+        writeln!(out, "{}", table::log_line_text(line)).is_ok() && out.flush().is_ok()
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report_client_error(&e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn report_client_error(e: &ClientError) {
+    eprintln!("supervise: {e}");
+}
+
+fn command(socket: Option<&Path>, request: Request) -> ExitCode {
+    match ask(socket, request, COMMAND_TIMEOUT) {
+        Ok(response) => {
+            if let Some(message) = response.message {
+                println!("{message}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
     }
 }

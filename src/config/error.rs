@@ -122,16 +122,6 @@ impl<'a> Sink<'a> {
             .push(ConfigError::new(self.file, pos, key_path, message));
     }
 
-    /// True when an error was reported at `key_path` or below it.
-    pub fn has_error_under(&self, key_path: &str) -> bool {
-        self.errors.iter().any(|e| {
-            e.key_path == key_path
-                || e.key_path
-                    .strip_prefix(key_path)
-                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-        })
-    }
-
     /// The errors in file order (stable for errors at the same place), duplicates dropped.
     pub fn finish(mut self) -> Vec<ConfigError> {
         self.errors.sort_by_key(|e| e.pos());

@@ -3,7 +3,7 @@
 //! Both formats are first parsed into one located tree (`node`), which the schema
 //! (`schema`, `read`, `resolve`) converts by hand into the typed `model`, collecting every
 //! error with its line, column and key path instead of stopping at the first. Cross-app
-//! checks (`validate`) and the "not supported yet" list (`unsupported`) run last.
+//! checks (`validate`) run last.
 pub mod model;
 pub use model::*;
 
@@ -22,7 +22,6 @@ mod tests_bad;
 #[cfg(test)]
 mod tests_files;
 pub mod units;
-mod unsupported;
 mod validate;
 mod yaml;
 
@@ -55,7 +54,7 @@ pub fn load_checked(path: &Path, can_bind: Option<BindCheck>) -> Result<Ecosyste
         )
     })?;
     match std::str::from_utf8(&bytes) {
-        Ok(text) => load_with(path, text, true, can_bind),
+        Ok(text) => load_with(path, text, can_bind),
         Err(e) => {
             let at = e.valid_up_to();
             let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
@@ -115,15 +114,12 @@ fn parse(path: &Path, text: &str) -> Result<Node, ConfigErrors> {
 /// The same as [`load`], from text already read. `path` names the file in messages, its
 /// folder is the base of relative paths, and its extension picks the format.
 pub fn load_str(path: &Path, text: &str) -> Result<Ecosystem, ConfigErrors> {
-    load_with(path, text, true, None)
+    load_with(path, text, None)
 }
 
-/// [`load_str`], with the "not supported yet" check optional (tests of keys whose
-/// behaviour has not landed yet turn it off).
 pub(crate) fn load_with(
     path: &Path,
     text: &str,
-    check_unsupported: bool,
     can_bind: Option<BindCheck>,
 ) -> Result<Ecosystem, ConfigErrors> {
     let root = parse(path, text)?;
@@ -136,9 +132,6 @@ pub(crate) fn load_with(
     let (settings, drafts) = schema::document(&mut ctx, &root);
     validate::cross_checks(&mut ctx, &drafts, can_bind);
     let apps: Vec<AppSpec> = drafts.into_iter().map(|d| d.spec).collect();
-    if check_unsupported {
-        unsupported::check(&mut ctx, &settings, &apps);
-    }
     let errors = ctx.sink.finish();
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));

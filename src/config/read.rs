@@ -15,8 +15,6 @@ pub(crate) struct Ctx<'a> {
     pub sink: Sink<'a>,
     /// Absolute folder of the ecosystem file: the base of relative paths.
     pub base: PathBuf,
-    /// `(app name or None for settings, key, position of the value)`.
-    pub present: Vec<(Option<String>, String, Pos)>,
 }
 
 /// `parent.key`, quoting keys that are not bare words.
@@ -80,7 +78,6 @@ impl<'a> Ctx<'a> {
         Ctx {
             sink: Sink::new(file),
             base,
-            present: Vec::new(),
         }
     }
 
@@ -242,12 +239,6 @@ impl<'a> Ctx<'a> {
             return None;
         }
         Some(clean(&base.join(s)))
-    }
-
-    /// Remember that a key was written (for the "not supported yet" check).
-    pub fn saw(&mut self, app: Option<&str>, key: &str, pos: Pos) {
-        self.present
-            .push((app.map(str::to_string), key.to_string(), pos));
     }
 }
 

@@ -109,7 +109,6 @@ fn settings(ctx: &mut Ctx, node: &Node) -> Settings {
     for e in ctx.fields(node, "settings", SETTINGS_KEYS) {
         let path = join("settings", &e.key);
         let v = &e.value;
-        ctx.saw(None, &e.key, v.pos);
         match e.key.as_str() {
             "socket" => s.socket = ctx.path(v, &path, &ctx.base.clone()),
             "stop_timeout" => set(&mut s.stop_timeout, ctx.duration(v, &path)),
@@ -174,10 +173,6 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
     let get = |k: &str| fields.iter().find(|e| e.key == k).map(|e| &e.value);
     let mut spec = AppSpec::new(name, "", &[]);
     spec.stop_timeout = settings.stop_timeout;
-    for e in &fields {
-        ctx.saw(Some(name), &e.key, e.value.pos);
-    }
-
     if let Some(v) = get("shell") {
         set(&mut spec.shell, ctx.boolean(v, &join(&path, "shell")));
     }

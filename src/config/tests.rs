@@ -136,8 +136,8 @@ fn canon(p: &Path) -> PathBuf {
 fn every_key_toml_and_yaml_agree() {
     let dir = scratch();
     let root = canon(dir.path());
-    let toml = load_with(&root.join("eco.toml"), FULL_TOML, false, None).unwrap();
-    let yaml = load_with(&root.join("eco.yaml"), FULL_YAML, false, None).unwrap();
+    let toml = load_with(&root.join("eco.toml"), FULL_TOML, None).unwrap();
+    let yaml = load_with(&root.join("eco.yaml"), FULL_YAML, None).unwrap();
     assert_eq!(toml.apps, yaml.apps);
     assert_eq!(toml.settings, yaml.settings);
 
@@ -258,47 +258,6 @@ fn defaults() {
 }
 
 #[test]
-fn default_values_of_unsupported_keys_are_accepted() {
-    let text =
-        "[apps.a]\ncommand = \"true\"\nready = \"started\"\nlisten = []\nwatch = []\nlimits = {}\n";
-    let eco = load_str(Path::new("/tmp/x.toml"), text).unwrap();
-    assert_eq!(eco.apps[0].ready, ReadySpec::Started);
-}
-
-#[test]
-fn unsupported_keys_are_reported_when_set() {
-    let err = load_str(
-        Path::new("/tmp/x.toml"),
-        FULL_TOML.replace("./run.sh", "true").as_str(),
-    )
-    .unwrap_err()
-    .to_string();
-    // Every key still in the table is reported where FULL_TOML's `web` app sets it.
-    for (pattern, _) in super::unsupported::UNSUPPORTED {
-        let key = pattern.replace("apps.*.", "apps.web.");
-        assert!(
-            err.contains(&format!("{key}: not supported yet (")),
-            "{key} in\n{err}"
-        );
-    }
-    for key in [
-        "apps.web.watch",
-        "apps.web.ignore",
-        "apps.web.listen",
-        "apps.web.ready",
-        "apps.web.health",
-        "apps.web.watchdog",
-        "apps.web.user",
-        "apps.web.limits",
-    ] {
-        assert!(
-            !err.contains(&format!("{key}: ")),
-            "{key} works now:\n{err}"
-        );
-    }
-}
-
-#[test]
 fn describe_lists_apps() {
     let text = "[apps.web]\ncommand = [\"sh\", \"-c\", \"echo 'hi there'\"]\ninstances = \"max\"\n\
                 depends_on = [\"db\"]\n[apps.db]\ncommand = \"sleep 10\"\nrestart = \"never\"\n";
@@ -355,7 +314,7 @@ fn truncated_files_never_panic() {
     let root = canon(dir.path());
     for (name, text) in [("t.toml", FULL_TOML), ("t.yaml", FULL_YAML)] {
         let path = root.join(name);
-        assert!(load_with(&path, text, false, None).is_ok());
+        assert!(load_with(&path, text, None).is_ok());
         let mut cut = 0;
         while cut < text.len() {
             if text.is_char_boundary(cut) {

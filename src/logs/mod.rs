@@ -4,6 +4,7 @@
 pub mod files;
 pub mod lines;
 pub mod output;
+pub mod ring;
 
 pub use lines::{LineSplitter, MAX_LINE};
 pub use output::{Output, Stream};

@@ -12,7 +12,7 @@ pub mod order;
 
 pub use checks::Purpose;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -26,6 +26,8 @@ use crate::state::{Done, Instance, InstanceId, Observed, Who};
 pub struct Desired {
     pub eco: Ecosystem,
     pub epochs: BTreeMap<String, u64>,
+    /// Instances a user stopped (`supervise stop`): kept stopped until `start`.
+    pub holds: BTreeSet<InstanceId>,
 }
 
 impl Desired {
@@ -33,6 +35,7 @@ impl Desired {
         Desired {
             eco,
             epochs: BTreeMap::new(),
+            holds: BTreeSet::new(),
         }
     }
 
@@ -124,6 +127,12 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
         .any(|o| o.id.app == app.name && o.alive() && o.stop.is_none());
     for index in 0..app.instances {
         let id = InstanceId::new(&app.name, index);
+        if desired.holds.contains(&id) {
+            if let Some(inst) = observed.instances.get(&id).filter(|i| i.alive()) {
+                drive_stop(Who::Slot(id), inst, desired, now, plan);
+            }
+            continue;
+        }
         let Some(inst) = observed.instances.get(&id) else {
             if deps_ready {
                 plan.actions.push(Action::Spawn(id));
@@ -313,7 +322,10 @@ fn dependents_alive(app: &str, desired: &Desired, observed: &Observed) -> bool {
 /// with (SPEC section 2), or `None` while anything is left to run. An app scaled to 0
 /// keeps supervise running.
 fn finished(desired: &Desired, observed: &Observed) -> Option<i32> {
-    if observed.all().any(|(_, i)| i.alive()) || !observed.outgoing.is_empty() {
+    if observed.all().any(|(_, i)| i.alive())
+        || !observed.outgoing.is_empty()
+        || !desired.holds.is_empty()
+    {
         return None;
     }
     let mut all_ok = true;

@@ -560,3 +560,33 @@ fn delay_readiness_holds_the_rollout_and_dependents() {
     s.advance(ms(1));
     assert_eq!(s.step(), vec![Action::Stop(Who::Old(101))]);
 }
+
+#[test]
+fn held_instances_are_stopped_and_not_restarted() {
+    let mut s = Sim::new(eco(vec![app("web", 2)]));
+    s.step();
+    s.d.holds.insert(id("web", 1));
+    assert_eq!(s.step(), vec![Action::Stop(slot("web", 1))]);
+    s.exit(&id("web", 1), ExitStatus::Signal(Signal::SIGTERM));
+    assert!(
+        s.step().is_empty(),
+        "held: not restarted, and supervise does not exit"
+    );
+    s.d.holds.clear();
+    assert_eq!(s.step(), vec![Action::Spawn(id("web", 1))]);
+}
+
+#[test]
+fn invalidated_instances_are_rolled() {
+    let mut s = Sim::new(eco(vec![app("web", 1)]));
+    s.step();
+    s.obs.invalidate(&id("web", 0));
+    assert_eq!(
+        s.step(),
+        vec![
+            Action::Replace(id("web", 0)),
+            Action::Spawn(id("web", 0)),
+            Action::Stop(Who::Old(101))
+        ]
+    );
+}

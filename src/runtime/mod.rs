@@ -7,13 +7,17 @@
 //! named. When nothing is due, the poll has no timeout: an idle supervise never wakes.
 
 mod checks;
+mod control;
+mod guards;
 mod perform;
 mod pipes;
 mod reload;
+mod sinks;
 
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +28,9 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::config::units::format_duration;
 use crate::config::{Ecosystem, RestartPolicy};
+use crate::control::server::ControlServer;
+use crate::logs::files::LogFiles;
+use crate::logs::ring::LogRing;
 use crate::logs::Output;
 use crate::os;
 use crate::plan::{self, Action, Desired};
@@ -33,7 +40,10 @@ use crate::watch::Watcher;
 const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
 const NOTIFY: Token = Token(2);
+const CONTROL: Token = Token(3);
 const FIRST_PIPE: usize = 16;
+/// Control clients get tokens from here up, far above any pipe's.
+const FIRST_CLIENT: usize = 1 << 40;
 
 /// How long the final sweep waits for leftover processes after SIGTERM.
 const SWEEP_GRACE: Duration = Duration::from_secs(2);
@@ -61,10 +71,36 @@ pub struct Runtime {
     checks: checks::Checks,
     pipes: pipes::Pipes,
     output: Output,
+    /// Per-instance log files, with `log_dir`.
+    files: Option<LogFiles>,
+    /// The last lines of every instance, for `supervise logs`.
+    ring: LogRing,
+    control: control::Control,
+    /// When the next `max_memory` check is due (only while some app sets it).
+    memory_check_at: Option<Instant>,
+    waker: Arc<Waker>,
+}
+
+/// The destinations of instance lines, borrowed from the runtime's fields so that the
+/// pipes (another field) can be driven at the same time.
+macro_rules! sinks {
+    ($rt:expr) => {
+        sinks::Sinks {
+            output: &$rt.output,
+            files: $rt.files.as_ref(),
+            ring: &mut $rt.ring,
+            outbox: if $rt.control.following() {
+                Some(&mut $rt.control.outbox)
+            } else {
+                None
+            },
+        }
+    };
 }
 
 /// Run the ecosystem until it is told to stop or has finished; the exit code.
-pub fn run(ecosystem: Ecosystem) -> io::Result<i32> {
+/// `socket` is the control socket to serve.
+pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
     if std::process::id() != 1 {
         if let Err(e) = os::reap::become_subreaper() {
             log::warn!("could not become child subreaper ({e}); orphans will not be reaped");
@@ -85,13 +121,28 @@ pub fn run(ecosystem: Ecosystem) -> io::Result<i32> {
         Some(waker.clone()),
     );
     output.set_apps(&app_names(&ecosystem));
-    let watcher = match Watcher::new(waker) {
+    let watcher = match Watcher::new(waker.clone()) {
         Ok(w) => Some(w),
         Err(e) => {
             output.event(&format!(
                 "cannot watch files ({e}); edits are applied on SIGHUP only"
             ));
             None
+        }
+    };
+    let mut server = match ControlServer::bind(socket) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("supervise: {e}");
+            return Ok(1);
+        }
+    };
+    server.register(poll.registry(), CONTROL, FIRST_CLIENT)?;
+    let files = match guards::start_files(&ecosystem.settings, &waker) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("supervise: {e}");
+            return Ok(1);
         }
     };
     let mut sockets = os::sockets::SocketSet::new();
@@ -105,6 +156,11 @@ pub fn run(ecosystem: Ecosystem) -> io::Result<i32> {
         return Ok(1);
     }
     let mut runtime = Runtime {
+        files,
+        ring: LogRing::default(),
+        control: control::Control::new(server),
+        memory_check_at: None,
+        waker: waker.clone(),
         sockets,
         checks: checks::Checks::new(waker_for_checks),
         poll,
@@ -122,6 +178,9 @@ pub fn run(ecosystem: Ecosystem) -> io::Result<i32> {
     let code = runtime.run_loop()?;
     runtime.sweep();
     runtime.sockets.close_all();
+    if let Some(server) = runtime.control.server.take() {
+        server.remove_file();
+    }
     if let Some(notify) = runtime.checks.notify.take() {
         let dir = notify.path().parent().map(std::path::Path::to_path_buf);
         drop(notify);
@@ -129,7 +188,10 @@ pub fn run(ecosystem: Ecosystem) -> io::Result<i32> {
             let _ = std::fs::remove_dir(dir);
         }
     }
-    let Runtime { output, .. } = runtime;
+    let Runtime { output, files, .. } = runtime;
+    if let Some(files) = files {
+        files.finish(Duration::from_secs(2));
+    }
     output.finish(Duration::from_secs(2));
     Ok(code)
 }
@@ -156,18 +218,29 @@ impl Runtime {
     fn run_loop(&mut self) -> io::Result<i32> {
         let mut events = Events::with_capacity(256);
         loop {
-            self.reload_if_due(Instant::now());
-            self.expire_exec_probes(Instant::now());
+            let now = Instant::now();
+            self.reload_if_due(now);
+            self.expire_exec_probes(now);
+            self.check_memory(now);
             let (wake_at, exit) = self.reconcile();
+            self.answer_pending(Instant::now());
+            self.flush_followers();
             if let Some(code) = exit {
                 self.announce_exit(code);
                 return Ok(code);
             }
-            let wake_at = [wake_at, self.reload.due(), self.checks.next_deadline()]
-                .into_iter()
-                .flatten()
-                .min();
-            let timeout = if self.pipes.busy(&self.output) {
+            let wake_at = [
+                wake_at,
+                self.reload.due(),
+                self.checks.next_deadline(),
+                self.control.next_deadline(),
+                self.memory_check_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let room = sinks!(self).room();
+            let timeout = if self.pipes.busy(room) {
                 Some(Duration::ZERO)
             } else {
                 wake_at.map(|at| at.saturating_duration_since(Instant::now()))
@@ -185,14 +258,17 @@ impl Runtime {
                         self.on_probe_results();
                     }
                     NOTIFY => self.on_notify(),
+                    token if self.control.server.as_ref().is_some_and(|s| s.owns(token)) => {
+                        self.on_control(token, event)
+                    }
                     token if self.pipes.owns(token) => {
                         self.pipes
-                            .readable(self.poll.registry(), token, &self.output)
+                            .readable(self.poll.registry(), token, &mut sinks!(self))
                     }
                     _ => {}
                 }
             }
-            self.pipes.resume(self.poll.registry(), &self.output);
+            self.pipes.resume(self.poll.registry(), &mut sinks!(self));
         }
     }
 
@@ -225,6 +301,14 @@ impl Runtime {
                 SIGCHLD => self.reap(),
                 SIGTERM | SIGINT | SIGQUIT => self.shutdown(signo),
                 SIGHUP => self.reload_now(),
+                SIGUSR1 => match &self.files {
+                    Some(files) => {
+                        files.reopen();
+                        self.output
+                            .event("received SIGUSR1, reopening the log files");
+                    }
+                    None => self.output.event("received SIGUSR1 (no log_dir), ignored"),
+                },
                 other => self
                     .output
                     .event(&format!("received {}, ignored", signal_name(other))),
@@ -276,7 +360,8 @@ impl Runtime {
         let id = inst.id.clone();
         let started_at = inst.started_at;
         if matches!(who, Who::Slot(_)) {
-            self.pipes.drain(self.poll.registry(), &id, &self.output);
+            self.pipes
+                .drain(self.poll.registry(), &id, &mut sinks!(self));
         }
         let uptime = started_at
             .map(|t| now.saturating_duration_since(t))

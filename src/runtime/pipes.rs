@@ -14,8 +14,22 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use crate::logs::{LineSplitter, Output, Stream};
+use crate::logs::{LineSplitter, Stream};
 use crate::state::InstanceId;
+
+/// Where a line goes (stdout, log files, the in-memory ring). `delivered` remembers
+/// which destinations already took this line, so a line refused by one is retried
+/// there only. Returns false when a destination is full: stop reading for now.
+pub trait LineSink {
+    fn deliver(
+        &mut self,
+        owner: &InstanceId,
+        stream: Stream,
+        line: &[u8],
+        cut: bool,
+        delivered: &mut u8,
+    ) -> bool;
+}
 
 /// Reads per wakeup before a busy pipe yields to the rest of the loop.
 const READS_PER_TURN: usize = 16;
@@ -26,8 +40,9 @@ struct Pipe {
     owner: InstanceId,
     stream: Stream,
     splitter: LineSplitter,
-    /// Lines the output refused; sent before anything else is read.
-    pending: VecDeque<(Vec<u8>, bool)>,
+    /// Lines not yet taken by every destination (line, cut, delivered mask); sent
+    /// before anything else is read.
+    pending: VecDeque<(Vec<u8>, bool, u8)>,
     eof: bool,
 }
 
@@ -61,9 +76,10 @@ impl Pipes {
         self.pipes.contains_key(&token)
     }
 
-    /// Work is left over from the last turn: poll without sleeping.
-    pub fn busy(&self, output: &Output) -> bool {
-        !self.again.is_empty() && output.has_room()
+    /// Work is left over from the last turn and the destinations have room: poll
+    /// without sleeping.
+    pub fn busy(&self, room: bool) -> bool {
+        !self.again.is_empty() && room
     }
 
     pub fn add(
@@ -92,21 +108,21 @@ impl Pipes {
         Ok(())
     }
 
-    pub fn readable(&mut self, registry: &Registry, token: Token, output: &Output) {
-        self.turn(registry, token, output, READS_PER_TURN);
+    pub fn readable(&mut self, registry: &Registry, token: Token, sink: &mut dyn LineSink) {
+        self.turn(registry, token, sink, READS_PER_TURN);
     }
 
     /// Visit the pipes left with work (after a full budget or a full output queue).
-    pub fn resume(&mut self, registry: &Registry, output: &Output) {
+    pub fn resume(&mut self, registry: &Registry, sink: &mut dyn LineSink) {
         let tokens = std::mem::take(&mut self.again);
         for token in tokens {
-            self.turn(registry, token, output, READS_PER_TURN);
+            self.turn(registry, token, sink, READS_PER_TURN);
         }
     }
 
     /// The instance's leader exited: take in what its pipes hold now, so its last lines
     /// come before the exit message, and flush the partial last line.
-    pub fn drain(&mut self, registry: &Registry, owner: &InstanceId, output: &Output) {
+    pub fn drain(&mut self, registry: &Registry, owner: &InstanceId, sink: &mut dyn LineSink) {
         let tokens: Vec<Token> = self
             .pipes
             .iter()
@@ -114,21 +130,21 @@ impl Pipes {
             .map(|(t, _)| *t)
             .collect();
         for token in tokens {
-            self.turn(registry, token, output, READS_PER_TURN);
+            self.turn(registry, token, sink, READS_PER_TURN);
             if let Some(pipe) = self.pipes.get_mut(&token) {
                 let pending = &mut pipe.pending;
                 pipe.splitter
-                    .finish(&mut |line, cut| pending.push_back((line, cut)));
-                self.turn(registry, token, output, 0);
+                    .finish(&mut |line, cut| pending.push_back((line, cut, 0)));
+                self.turn(registry, token, sink, 0);
             }
         }
     }
 
-    fn turn(&mut self, registry: &Registry, token: Token, output: &Output, reads: usize) {
+    fn turn(&mut self, registry: &Registry, token: Token, sink: &mut dyn LineSink, reads: usize) {
         let Some(pipe) = self.pipes.get_mut(&token) else {
             return;
         };
-        match pump(pipe, output, &mut self.buf, reads) {
+        match pump(pipe, sink, &mut self.buf, reads) {
             Turn::Idle => {}
             Turn::Again => {
                 if !self.again.contains(&token) {
@@ -143,13 +159,12 @@ impl Pipes {
     }
 }
 
-fn pump(pipe: &mut Pipe, output: &Output, buf: &mut [u8], reads: usize) -> Turn {
+fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) -> Turn {
     let mut reads_left = reads;
     loop {
-        while let Some((line, cut)) = pipe.pending.pop_front() {
-            let owner = &pipe.owner;
-            if let Err(line) = output.try_line(&owner.app, owner.index, pipe.stream, line, cut) {
-                pipe.pending.push_front((line, cut));
+        while let Some((line, cut, mut delivered)) = pipe.pending.pop_front() {
+            if !sink.deliver(&pipe.owner, pipe.stream, &line, cut, &mut delivered) {
+                pipe.pending.push_front((line, cut, delivered));
                 return Turn::Again;
             }
         }
@@ -163,7 +178,7 @@ fn pump(pipe: &mut Pipe, output: &Output, buf: &mut [u8], reads: usize) -> Turn 
         // SAFETY: reading into a buffer we own, of the length we pass.
         let n = unsafe { libc::read(pipe.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         let pending = &mut pipe.pending;
-        let mut emit = |line: Vec<u8>, cut: bool| pending.push_back((line, cut));
+        let mut emit = |line: Vec<u8>, cut: bool| pending.push_back((line, cut, 0));
         match n {
             0 => {
                 pipe.splitter.finish(&mut emit);

@@ -208,9 +208,15 @@ impl Runtime {
             }
             Ok(eco) => {
                 let summary = describe_changes(&self.desired.eco, &eco);
-                if eco.settings != self.desired.eco.settings {
-                    self.output
-                        .event("[settings] changed: they take effect when supervise is restarted");
+                let (old, new) = (&self.desired.eco.settings, &eco.settings);
+                if old.socket != new.socket
+                    || old.log_format != new.log_format
+                    || old.log_timestamps != new.log_timestamps
+                {
+                    self.output.event(
+                        "settings.socket, log_format and log_timestamps take effect when \
+                         supervise is restarted",
+                    );
                 }
                 // Keep the fingerprint of what was read *before* parsing: re-reading now
                 // could record a save that landed meanwhile as applied, and lose it.
@@ -220,6 +226,9 @@ impl Runtime {
                 self.observed.failed_generation.clear();
                 self.update_watches();
                 self.ensure_notify_socket();
+                self.update_files();
+                let apps = &self.desired.eco;
+                self.ring.retain_apps(|name| apps.app(name).is_some());
                 self.output
                     .event(&format!("reloaded {}: {summary}", path.display()));
             }

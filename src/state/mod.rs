@@ -420,6 +420,24 @@ impl Observed {
         Some(Who::Old(new_key))
     }
 
+    /// `start`/`restart` of an instance that errored, finished or backs off: a clean
+    /// slate, started at once.
+    pub fn reset(&mut self, id: &InstanceId) {
+        if let Some(inst) = self.instances.get_mut(id) {
+            inst.done = None;
+            inst.crashes = 0;
+            inst.restart_at = None;
+        }
+    }
+
+    /// `reload`: mark the instance outdated, so plan replaces it by the app's update
+    /// strategy as if its spec had changed.
+    pub fn invalidate(&mut self, id: &InstanceId) {
+        if let Some(inst) = self.instances.get_mut(id) {
+            inst.generation = 0;
+        }
+    }
+
     pub fn forget(&mut self, who: &Who) {
         match who {
             Who::Slot(id) => self.instances.remove(id),

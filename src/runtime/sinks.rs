@@ -1,0 +1,80 @@
+//! Where an instance's lines go: supervise's stdout, the log files (with `log_dir`), and
+//! the in-memory ring that `supervise logs` reads (and `--follow` clients). stdout and
+//! the files may refuse a line when their writer is behind; the pipe then waits.
+
+use crate::control::protocol::LogLine;
+use crate::logs::files::LogFiles;
+use crate::logs::output::CUT_MARK;
+use crate::logs::ring::LogRing;
+use crate::logs::{Output, Stream};
+use crate::state::InstanceId;
+
+use super::pipes::LineSink;
+
+const TO_STDOUT: u8 = 1;
+const TO_FILES: u8 = 2;
+const TO_RING: u8 = 4;
+
+pub(super) struct Sinks<'a> {
+    pub output: &'a Output,
+    pub files: Option<&'a LogFiles>,
+    pub ring: &'a mut LogRing,
+    /// Lines for `logs --follow` clients, when there are any.
+    pub outbox: Option<&'a mut Vec<LogLine>>,
+}
+
+impl Sinks<'_> {
+    /// Both writers have room: reading pipes may go on.
+    pub fn room(&self) -> bool {
+        self.output.has_room() && self.files.is_none_or(LogFiles::has_room)
+    }
+}
+
+impl LineSink for Sinks<'_> {
+    fn deliver(
+        &mut self,
+        owner: &InstanceId,
+        stream: Stream,
+        line: &[u8],
+        cut: bool,
+        delivered: &mut u8,
+    ) -> bool {
+        if *delivered & TO_STDOUT == 0 {
+            if self
+                .output
+                .try_line(&owner.app, owner.index, stream, line.to_vec(), cut)
+                .is_err()
+            {
+                return false;
+            }
+            *delivered |= TO_STDOUT;
+        }
+        if *delivered & TO_FILES == 0 {
+            if let Some(files) = self.files {
+                if !files.try_line(&owner.app, owner.index, stream, line, cut) {
+                    return false;
+                }
+            }
+            *delivered |= TO_FILES;
+        }
+        if *delivered & TO_RING == 0 {
+            let mut text = String::from_utf8_lossy(line).into_owned();
+            if cut {
+                text.push_str(CUT_MARK);
+            }
+            let entry = LogLine {
+                time_ms: super::control::epoch_ms(),
+                app: owner.app.clone(),
+                index: owner.index,
+                stream: stream.as_str().to_string(),
+                line: text,
+            };
+            if let Some(outbox) = self.outbox.as_deref_mut() {
+                outbox.push(entry.clone());
+            }
+            self.ring.push(entry);
+            *delivered |= TO_RING;
+        }
+        true
+    }
+}
