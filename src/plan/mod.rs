@@ -293,29 +293,27 @@ fn plan_shutdown(
     now: Instant,
     plan: &mut Plan,
 ) {
-    let mut any_alive = false;
+    // Apps with a process left, computed once: an app is stopped only after every app
+    // that depends on it is gone.
+    let alive_apps: BTreeSet<&str> = observed
+        .all()
+        .filter(|(_, i)| i.alive())
+        .map(|(_, i)| i.id.app.as_str())
+        .collect();
+    let dependents_alive =
+        |app: &str| order::dependents(&desired.eco, app).any(|d| alive_apps.contains(d));
     for (who, inst) in observed.all().filter(|(_, i)| i.alive()) {
-        any_alive = true;
         if force {
             if !inst.stop.is_some_and(|s| s.killed) {
                 plan.actions.push(Action::Kill(who));
             }
-        } else if inst.stop.is_some() || !dependents_alive(&inst.id.app, desired, observed) {
+        } else if inst.stop.is_some() || !dependents_alive(&inst.id.app) {
             drive_stop(who, inst, desired, now, plan);
         }
     }
-    if !any_alive {
+    if alive_apps.is_empty() {
         plan.actions.push(Action::Exit(0));
     }
-}
-
-/// Some app that depends on `app` still has a process: `app` must wait to be stopped.
-fn dependents_alive(app: &str, desired: &Desired, observed: &Observed) -> bool {
-    order::dependents(&desired.eco, app).any(|dependent| {
-        observed
-            .all()
-            .any(|(_, i)| i.id.app == dependent && i.alive())
-    })
 }
 
 /// Every wanted instance has run and will not run again: the exit code supervise leaves
