@@ -6,6 +6,12 @@ mod support;
 
 #[path = "it/check.rs"]
 mod check;
+#[path = "it/cluster.rs"]
+mod cluster;
+#[path = "it/control.rs"]
+mod control;
+#[path = "it/docs.rs"]
+mod docs;
 #[path = "it/logs.rs"]
 mod logs;
 #[path = "it/pid1.rs"]

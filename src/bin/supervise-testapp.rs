@@ -4,16 +4,28 @@
 //! test needs (print its environment, crash, trap or ignore SIGTERM, fork children, leave
 //! an orphan, print long or partial lines) is one flag. See `usage()` for the options.
 //!
+//! Cluster mode (issue 5) is covered by a small HTTP/1.0 server (`--serve` on the sockets
+//! passed by socket activation, `--serve-own` on a port of its own) and an sd_notify client
+//! (`--notify-ready`, `--notify-status`, `--watchdog-every`), hand-written with std: the
+//! protocols are a few lines each. They run on threads started after every `fork`, with
+//! the handled signals blocked (inherited from the main thread), so signals still arrive
+//! only in the main thread's `ppoll`.
+//!
 //! Signals are handled the async-signal-safe way: handlers only set flags; the main thread
 //! blocks the handled signals and waits in `ppoll` with them unblocked, so a signal can
 //! never slip in between "check the flags" and "go to sleep". Nothing busy-loops.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 use std::process::exit;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
@@ -38,7 +50,24 @@ fn usage() -> ! {
   --line-bytes N         print one line of N 'x' bytes
   --partial TEXT         write TEXT without a newline
   --stderr TEXT          write TEXT and a newline to stderr
-  --ready-line           print \"ready pid=<pid>\" after setup"
+  --ready-line           print \"ready pid=<pid>\" after setup
+
+cluster mode (socket activation, sd_notify, probes):
+  --serve                print \"listen LISTEN_PID=.. pid=.. LISTEN_FDS=.. LISTEN_FDNAMES=..
+                         fd3=tcp|unix|none types=..\"; when LISTEN_FDS is set and LISTEN_PID
+                         is our pid (as sd_listen_fds checks), answer HTTP/1.0 on fds 3..
+                         with \"pid=<pid>\" (200, or 503 while unhealthy)
+  --unhealthy-file PATH  answer 503 while PATH exists and is empty or holds our pid
+  --port PORT            the port for --serve-own
+  --serve-own            serve the same HTTP on 127.0.0.1:PORT of our own
+  --serve-delay DUR      start --serve-own after DUR (default 0)
+  --notify-status TEXT   send STATUS=TEXT to $NOTIFY_SOCKET at start
+  --notify-ready DUR     send READY=1 to $NOTIFY_SOCKET after DUR, then print
+                         \"notified READY=1\"
+  --watchdog-every DUR   send WATCHDOG=1 every DUR, until the --stop-watchdog-file
+  --stop-watchdog-file PATH
+                         stop sending WATCHDOG=1 once PATH exists and is empty or holds
+                         our pid"
     );
     exit(2)
 }
@@ -62,6 +91,15 @@ struct Options {
     partial: Option<String>,
     stderr: Vec<String>,
     ready_line: bool,
+    serve: bool,
+    unhealthy_file: Option<PathBuf>,
+    port: Option<u16>,
+    serve_own: bool,
+    serve_delay: Duration,
+    notify_status: Option<String>,
+    notify_ready: Option<Duration>,
+    watchdog_every: Option<Duration>,
+    stop_watchdog_file: Option<PathBuf>,
 }
 
 fn parse_duration(text: &str) -> Duration {
@@ -120,12 +158,25 @@ fn parse_args() -> Options {
             "--partial" => options.partial = Some(value()),
             "--stderr" => options.stderr.push(value()),
             "--ready-line" => options.ready_line = true,
+            "--serve" => options.serve = true,
+            "--unhealthy-file" => options.unhealthy_file = Some(PathBuf::from(value())),
+            "--port" => options.port = Some(parse_number(&value())),
+            "--serve-own" => options.serve_own = true,
+            "--serve-delay" => options.serve_delay = parse_duration(&value()),
+            "--notify-status" => options.notify_status = Some(value()),
+            "--notify-ready" => options.notify_ready = Some(parse_duration(&value())),
+            "--watchdog-every" => options.watchdog_every = Some(parse_duration(&value())),
+            "--stop-watchdog-file" => options.stop_watchdog_file = Some(PathBuf::from(value())),
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("supervise-testapp: unknown option {other:?}");
                 usage()
             }
         }
+    }
+    if options.serve_own && options.port.is_none() {
+        eprintln!("supervise-testapp: --serve-own needs --port");
+        usage()
     }
     options
 }
@@ -425,9 +476,269 @@ fn main() {
     if let Some(text) = &options.partial {
         out(text);
     }
+    // Threads only from here on: every fork is behind us.
+    start_cluster_mode(options);
 
     app.wait_until(options.exit_after.map(|d| started + d));
     app.handle_signals();
     let _ = std::io::stdout().flush();
     exit(options.exit_code);
+}
+
+// ------------------------------------------------------------------------ cluster mode
+
+/// A marker file "applies to" this process when it exists and is empty or holds our pid
+/// (so a test can single out one instance, and its successor is not affected).
+fn marker_applies(path: &Path) -> bool {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            let text = text.trim();
+            text.is_empty() || text == std::process::id().to_string()
+        }
+        Err(_) => false,
+    }
+}
+
+fn env_or_unset(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| "<unset>".into())
+}
+
+/// `tcp`, `unix` (stream sockets), `udp`/`dgram` for others, or `none` when `fd` is not a
+/// socket (or not open).
+fn socket_type(fd: RawFd) -> &'static str {
+    let get = |option: libc::c_int| {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one int into `value`, whose size `len` gives.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                &mut value as *mut libc::c_int as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(value)
+    };
+    match (get(libc::SO_DOMAIN), get(libc::SO_TYPE)) {
+        (Some(libc::AF_INET | libc::AF_INET6), Some(libc::SOCK_STREAM)) => "tcp",
+        (Some(libc::AF_UNIX), Some(libc::SOCK_STREAM)) => "unix",
+        (Some(libc::AF_INET | libc::AF_INET6), Some(_)) => "udp",
+        (Some(_), Some(_)) => "dgram",
+        _ => "none",
+    }
+}
+
+struct Server {
+    pid: u32,
+    unhealthy_file: Option<PathBuf>,
+}
+
+impl Server {
+    /// Read the request head (up to the blank line, EOF, or 8 KiB), answer, close. A peer
+    /// that sends nothing (a tcp readiness probe) gets no answer.
+    fn handle(&self, mut conn: impl Read + Write) {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    head.extend_from_slice(&buf[..n]);
+                    if head.windows(4).any(|w| w == b"\r\n\r\n")
+                        || head.windows(2).any(|w| w == b"\n\n")
+                        || head.len() > 8192
+                    {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if head.is_empty() {
+            return;
+        }
+        let unhealthy = self.unhealthy_file.as_deref().is_some_and(marker_applies);
+        let (status, body) = if unhealthy {
+            (
+                "503 Service Unavailable",
+                format!("pid={} unhealthy\n", self.pid),
+            )
+        } else {
+            ("200 OK", format!("pid={}\n", self.pid))
+        };
+        let response = format!(
+            "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        // A peer that went away is its own business.
+        let _ = conn.write_all(response.as_bytes());
+        let _ = conn.flush();
+    }
+
+    fn serve_tcp(&self, listener: TcpListener, what: &str) {
+        loop {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                    let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
+                    self.handle(conn);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+                Err(e) => {
+                    println_out(&format!("accept on {what}: {e}, no longer serving it"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn serve_unix(&self, listener: UnixListener, what: &str) {
+        loop {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                    let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
+                    self.handle(conn);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+                Err(e) => {
+                    println_out(&format!("accept on {what}: {e}, no longer serving it"));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The passed sockets, as `sd_listen_fds` finds them: `LISTEN_PID` must be our pid and
+/// `LISTEN_FDS` a count. Prints the `listen ...` line either way.
+fn passed_fds(pid: u32) -> Vec<RawFd> {
+    let count = std::env::var("LISTEN_FDS").ok();
+    let n: usize = count.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let types: Vec<&str> = (0..n).map(|i| socket_type(3 + i as RawFd)).collect();
+    println_out(&format!(
+        "listen LISTEN_PID={} pid={pid} LISTEN_FDS={} LISTEN_FDNAMES={} fd3={} types={}",
+        env_or_unset("LISTEN_PID"),
+        env_or_unset("LISTEN_FDS"),
+        env_or_unset("LISTEN_FDNAMES"),
+        socket_type(3),
+        if types.is_empty() {
+            "-".to_string()
+        } else {
+            types.join(",")
+        },
+    ));
+    if count.is_none() {
+        return Vec::new();
+    }
+    if std::env::var("LISTEN_PID").ok().as_deref() != Some(pid.to_string().as_str()) {
+        println_out("LISTEN_PID is not our pid: not using the passed sockets");
+        return Vec::new();
+    }
+    (0..n).map(|i| 3 + i as RawFd).collect()
+}
+
+/// Send one sd_notify datagram to `$NOTIFY_SOCKET` (a path; abstract `@` names too).
+fn notify(message: &str) -> Result<(), String> {
+    let path = std::env::var_os("NOTIFY_SOCKET").ok_or("NOTIFY_SOCKET is not set")?;
+    let socket = UnixDatagram::unbound().map_err(|e| format!("socket: {e}"))?;
+    let bytes = path.as_encoded_bytes();
+    let result = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        let addr =
+            std::os::unix::net::SocketAddr::from_abstract_name(name).map_err(|e| format!("{e}"))?;
+        socket.send_to_addr(message.as_bytes(), &addr)
+    } else {
+        socket.send_to(message.as_bytes(), &path)
+    };
+    result
+        .map(drop)
+        .map_err(|e| format!("send to {}: {e}", path.to_string_lossy()))
+}
+
+fn notify_or_say(message: &str) {
+    match notify(message) {
+        Ok(()) => println_out(&format!("notified {message}")),
+        Err(e) => println_out(&format!("cannot notify {message}: {e}")),
+    }
+}
+
+/// Start the servers and the sd_notify sender asked for; each runs on its own thread.
+fn start_cluster_mode(options: &Options) {
+    let pid = std::process::id();
+    let server = Arc::new(Server {
+        pid,
+        unhealthy_file: options.unhealthy_file.clone(),
+    });
+    if let Some(text) = &options.notify_status {
+        notify_or_say(&format!("STATUS={text}"));
+    }
+    if options.serve {
+        for fd in passed_fds(pid) {
+            let server = server.clone();
+            let what = format!("fd {fd}");
+            match socket_type(fd) {
+                "tcp" => {
+                    // SAFETY: fd was passed to us by socket activation; nothing else owns it.
+                    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+                    thread::spawn(move || server.serve_tcp(listener, &what));
+                }
+                "unix" => {
+                    // SAFETY: as above.
+                    let listener = unsafe { UnixListener::from_raw_fd(fd) };
+                    thread::spawn(move || server.serve_unix(listener, &what));
+                }
+                other => println_out(&format!("fd {fd} is {other}, not serving it")),
+            }
+        }
+    }
+    if let (true, Some(port)) = (options.serve_own, options.port) {
+        let server = server.clone();
+        let delay = options.serve_delay;
+        thread::spawn(move || {
+            thread::sleep(delay);
+            // The previous instance may still hold the port for a moment.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let listener = loop {
+                match TcpListener::bind(("127.0.0.1", port)) {
+                    Ok(l) => break l,
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => {
+                        println_out(&format!("cannot listen on 127.0.0.1:{port}: {e}"));
+                        return;
+                    }
+                }
+            };
+            println_out(&format!("serving own 127.0.0.1:{port}"));
+            server.serve_tcp(listener, &format!("127.0.0.1:{port}"));
+        });
+    }
+    if let Some(delay) = options.notify_ready {
+        thread::spawn(move || {
+            thread::sleep(delay);
+            notify_or_say("READY=1");
+        });
+    }
+    if let Some(every) = options.watchdog_every {
+        let stop = options.stop_watchdog_file.clone();
+        thread::spawn(move || loop {
+            thread::sleep(every);
+            if stop.as_deref().is_some_and(marker_applies) {
+                println_out("watchdog: no longer sending WATCHDOG=1");
+                return;
+            }
+            if let Err(e) = notify("WATCHDOG=1") {
+                println_out(&format!("cannot notify WATCHDOG=1: {e}"));
+            }
+        });
+    }
 }

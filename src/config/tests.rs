@@ -338,7 +338,7 @@ fn listen_addresses_that_cannot_be_bound_are_located_errors() {
     )
     .unwrap();
     let busy = |addr: &ListenAddr| match addr {
-        ListenAddr::Tcp(a) if a.port() == 3001 => Err("address already in use".to_string()),
+        ListenAddr::Tcp(a) if a.port() == 3001 => Err(format!("tcp://{a}: address already in use")),
         _ => Ok(()),
     };
     let err = load_checked(&path, Some(&busy)).unwrap_err().to_string();

@@ -9,6 +9,7 @@ use super::read::{elem, join, Ctx};
 use super::schema::Draft;
 
 /// Whether a `listen` address can be bound now; injected so this module stays pure.
+/// Its error names the address (`tcp://127.0.0.1:80: permission denied ...`).
 pub type BindCheck<'a> = &'a dyn Fn(&ListenAddr) -> Result<(), String>;
 
 pub(crate) fn cross_checks(ctx: &mut Ctx, drafts: &[Draft], can_bind: Option<BindCheck>) {
@@ -34,7 +35,8 @@ fn bindable(ctx: &mut Ctx, drafts: &[Draft], can_bind: BindCheck) {
                 ctx.error(
                     *pos,
                     &elem(&path, i),
-                    format!("cannot listen on {}: {e}", show(addr)),
+                    // The check's message names the address itself.
+                    format!("cannot listen on {e}"),
                 );
             }
         }

@@ -147,11 +147,9 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
     };
     let mut sockets = os::sockets::SocketSet::new();
     if let Err(errors) = sockets.sync(&listen_addrs(&ecosystem)) {
-        for (addr, e) in errors {
-            eprintln!(
-                "supervise: cannot listen on {}: {e}",
-                os::sockets::describe(&addr)
-            );
+        // The socket layer's messages name the address already.
+        for (_, e) in errors {
+            eprintln!("supervise: cannot listen on {e}");
         }
         return Ok(1);
     }

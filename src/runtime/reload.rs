@@ -183,15 +183,12 @@ impl Runtime {
                 Err(errors) => Err(config::ConfigErrors(
                     errors
                         .into_iter()
-                        .map(|(addr, e)| config::ConfigError {
+                        .map(|(_, e)| config::ConfigError {
                             file: path.clone(),
                             line: 1,
                             column: 1,
                             key_path: "listen".into(),
-                            message: format!(
-                                "cannot listen on {}: {e}",
-                                crate::os::sockets::describe(&addr)
-                            ),
+                            message: format!("cannot listen on {e}"),
                         })
                         .collect(),
                 )),
