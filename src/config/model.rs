@@ -162,6 +162,8 @@ pub struct AppSpec {
     pub group: Option<String>,
     pub limits: Vec<Limit>,
     pub max_memory: Option<u64>,
+    /// File mode creation mask for the instance (`umask = "0027"`).
+    pub umask: Option<u32>,
     /// Absolute paths.
     pub watch: Vec<PathBuf>,
     pub ignore: Vec<String>,
@@ -201,6 +203,7 @@ impl AppSpec {
             group: None,
             limits: Vec::new(),
             max_memory: None,
+            umask: None,
             watch: Vec::new(),
             ignore: Vec::new(),
             update: UpdateStrategy::Rolling,

@@ -48,6 +48,7 @@ pub(crate) const APP_KEYS: &[&str] = &[
     "group",
     "limits",
     "max_memory",
+    "umask",
     "watch",
     "ignore",
     "update",
@@ -353,6 +354,9 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
             n => spec.max_memory = n,
         }
     }
+    if let Some(v) = get("umask") {
+        spec.umask = umask(ctx, v, &join(&path, "umask"));
+    }
     if let Some(v) = get("watch") {
         let p = join(&path, "watch");
         let cwd = spec.cwd.clone();
@@ -381,5 +385,26 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
         spec,
         depends_on,
         listen_pos,
+    }
+}
+
+/// `umask = "0027"`: octal digits in a string (a bare number would read as decimal in
+/// TOML and differently across YAML versions).
+fn umask(ctx: &mut Ctx, node: &Node, path: &str) -> Option<u32> {
+    let super::node::Kind::Str(text) = &node.kind else {
+        ctx.expected(node, path, "an octal string such as \"0022\"");
+        return None;
+    };
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mask) if mask <= 0o777 && !digits.is_empty() => Some(mask),
+        _ => {
+            ctx.error(
+                node.pos,
+                path,
+                format!("expected an octal umask such as \"0022\", found {text:?}"),
+            );
+            None
+        }
     }
 }

@@ -360,3 +360,15 @@ fn an_app_that_is_not_a_table_is_still_a_known_name() {
         "ecosystem.yaml:2:7: apps.db: expected a table, found \"sleep 10\""
     );
 }
+
+#[test]
+fn umask_must_be_an_octal_string() {
+    assert_eq!(
+        toml("[apps.a]\ncommand = \"true\"\numask = 22\n"),
+        "ecosystem.toml:3:9: apps.a.umask: expected an octal string such as \"0022\", found 22"
+    );
+    assert_eq!(
+        toml("[apps.a]\ncommand = \"true\"\numask = \"0928\"\n"),
+        "ecosystem.toml:3:9: apps.a.umask: expected an octal umask such as \"0022\", found \"0928\""
+    );
+}

@@ -159,6 +159,7 @@ struct Image {
     moved: Vec<RawFd>,
     limits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
     ids: Option<Ids>,
+    umask: Option<libc::mode_t>,
 }
 
 // SAFETY: the pointers refer to heap buffers owned by the same `Image`, which moves as a
@@ -243,6 +244,7 @@ fn prepare(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Image> {
         sockets,
         limits,
         ids: resolve_ids(spec)?,
+        umask: spec.umask,
     })
 }
 
@@ -313,6 +315,9 @@ unsafe fn exec_child(image: &mut Image) -> io::Result<()> {
         if let Some(uid) = ids.uid {
             check(libc::setuid(uid))?;
         }
+    }
+    if let Some(mask) = image.umask {
+        libc::umask(mask);
     }
     // Sockets to 3, 4, ...: first copy each above the target range (so no source is
     // overwritten and no dup2(fd, fd) keeps CLOEXEC), then dup2 into place, which

@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use crate::config::AppSpec;
 
 /// The fields that shape a process, by name, with a comparable rendering.
-fn shape(spec: &AppSpec) -> [(&'static str, String); 9] {
+fn shape(spec: &AppSpec) -> [(&'static str, String); 10] {
     [
         ("command", format!("{:?} {:?}", spec.command, spec.shell)),
         ("cwd", format!("{:?}", spec.cwd)),
@@ -18,6 +18,7 @@ fn shape(spec: &AppSpec) -> [(&'static str, String); 9] {
         ("group", format!("{:?}", spec.group)),
         ("listen", format!("{:?}", spec.listen)),
         ("limits", format!("{:?}", spec.limits)),
+        ("umask", format!("{:?}", spec.umask)),
         ("env_file", format!("{:?}", spec.env_file)),
     ]
 }

@@ -171,6 +171,39 @@ instances = 2
 }
 
 #[test]
+fn limits_and_umask_are_applied_to_the_instance() {
+    let mut h = Harness::new();
+    let config = h.write_config(
+        "eco.toml",
+        &format!(
+            r#"
+[apps.web]
+command = {}
+umask = "0027"
+limits = {{ nofile = 1234, core = 0 }}
+"#,
+            app_cmd(&["--pid-dir", h.pids()])
+        ),
+    );
+    h.start(&config);
+    let pid = h.wait_pid("web", 0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("Umask:\t0027"), "{status}");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = |name: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(line("Max open files").contains("1234 1234"), "{limits}");
+    assert!(line("Max core file size").contains("0 0"), "{limits}");
+}
+
+#[test]
 fn depends_on_starts_after_the_dependency() {
     let mut h = Harness::new();
     // The dependent is listed first, so file order cannot explain a correct result.
