@@ -162,37 +162,11 @@ pub(crate) fn health(ctx: &mut Ctx, node: &Node, path: &str) -> Option<HealthSpe
     })
 }
 
-/// A probe command, resolved like `command` (relative to the file's folder).
+/// A probe command: an argv array or a shell-split string, resolved exactly like
+/// `command`, relative to the file's folder.
 fn exec(ctx: &mut Ctx, node: &Node, path: &str) -> Option<CommandLine> {
-    let argv: Vec<String> = match &node.kind {
-        Kind::Str(s) => match shell_words::split(s) {
-            Ok(w) => w,
-            Err(e) => {
-                ctx.error(
-                    node.pos,
-                    path,
-                    format!("cannot split the command into words: {e}"),
-                );
-                return None;
-            }
-        },
-        _ => ctx
-            .strings(node, path, false)?
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect(),
-    };
-    let Some(first) = argv.first().filter(|a| !a.is_empty()) else {
-        ctx.error(node.pos, path, "the command is empty");
-        return None;
-    };
-    match super::resolve::find_program(first, &ctx.base.clone()) {
-        Ok(program) => Some(CommandLine { program, argv }),
-        Err(why) => {
-            ctx.error(node.pos, path, why);
-            None
-        }
-    }
+    let base = ctx.base.clone();
+    super::resolve::command(ctx, node, path, false, &base, true)
 }
 
 fn tcp_target(ctx: &mut Ctx, node: &Node, path: &str) -> Option<String> {
