@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 use nix::sys::signal::Signal;
 
-use super::{Owner, Runtime};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+
+use mio::Interest;
+
+use super::{Owner, Runtime, NOTIFY};
 use crate::config::{AppSpec, HealthCheck, ReadySpec};
 use crate::os;
 use crate::os::sd_notify::NotifySocket;
@@ -318,6 +323,56 @@ impl Runtime {
             if counts && msg.ready && !was_ready {
                 self.output.event(&format!("{id} is ready (sd_notify)"));
             }
+        }
+    }
+}
+
+impl Runtime {
+    /// Bind the NOTIFY_SOCKET receiver the first time an app uses `ready = "notify"`,
+    /// in a private folder (0711) so only the socket itself is reachable.
+    pub(super) fn ensure_notify_socket(&mut self) {
+        let wanted = self
+            .desired
+            .eco
+            .apps
+            .iter()
+            .any(|a| a.ready == crate::config::ReadySpec::Notify);
+        if !wanted || self.checks.notify.is_some() {
+            return;
+        }
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = base.join(format!("supervise-{}", std::process::id()));
+        let result = std::fs::DirBuilder::new()
+            .mode(0o711)
+            .create(&dir)
+            .or_else(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .and_then(|_| os::sd_notify::NotifySocket::bind(&dir.join("notify.sock")));
+        match result {
+            Ok(socket) => {
+                let fd = socket.raw_fd();
+                if let Err(e) = self.poll.registry().register(
+                    &mut mio::unix::SourceFd(&fd),
+                    NOTIFY,
+                    Interest::READABLE,
+                ) {
+                    self.output
+                        .event(&format!("cannot watch the notify socket: {e}"));
+                }
+                self.checks.notify = Some(socket);
+            }
+            Err(e) => self.output.event(&format!(
+                "cannot create the notify socket in {}: {e}; notify apps will never be ready",
+                dir.display()
+            )),
         }
     }
 }

@@ -6,8 +6,26 @@
 //! to do, `perform` it, and sleep until the next event or the earliest deadline the plan
 //! named. When nothing is due, the poll has no timeout: an idle supervise never wakes.
 
+/// The destinations of instance lines, borrowed from the runtime's fields so that the
+/// pipes (another field) can be driven at the same time.
+macro_rules! sinks {
+    ($rt:expr) => {
+        $crate::runtime::sinks::Sinks {
+            output: &$rt.output,
+            files: $rt.files.as_ref(),
+            ring: &mut $rt.ring,
+            outbox: if $rt.control.following() {
+                Some(&mut $rt.control.outbox)
+            } else {
+                None
+            },
+        }
+    };
+}
+
 mod checks;
 mod control;
+mod exits;
 mod guards;
 mod perform;
 mod pipes;
@@ -16,7 +34,6 @@ mod sinks;
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,15 +43,14 @@ use nix::sys::signal::Signal;
 use signal_hook::consts::signal::*;
 use signal_hook_mio::v1_0::Signals;
 
-use crate::config::units::format_duration;
-use crate::config::{Ecosystem, RestartPolicy};
+use crate::config::Ecosystem;
 use crate::control::server::ControlServer;
 use crate::logs::files::LogFiles;
 use crate::logs::ring::LogRing;
 use crate::logs::Output;
 use crate::os;
 use crate::plan::{self, Action, Desired};
-use crate::state::{ExitStatus, InstanceId, Observed, Outcome, Shutdown, Who};
+use crate::state::{InstanceId, Observed, Shutdown};
 use crate::watch::Watcher;
 
 const SIGNALS: Token = Token(0);
@@ -79,23 +95,6 @@ pub struct Runtime {
     /// When the next `max_memory` check is due (only while some app sets it).
     memory_check_at: Option<Instant>,
     waker: Arc<Waker>,
-}
-
-/// The destinations of instance lines, borrowed from the runtime's fields so that the
-/// pipes (another field) can be driven at the same time.
-macro_rules! sinks {
-    ($rt:expr) => {
-        sinks::Sinks {
-            output: &$rt.output,
-            files: $rt.files.as_ref(),
-            ring: &mut $rt.ring,
-            outbox: if $rt.control.following() {
-                Some(&mut $rt.control.outbox)
-            } else {
-                None
-            },
-        }
-    };
 }
 
 /// Run the ecosystem until it is told to stop or has finished; the exit code.
@@ -337,92 +336,6 @@ impl Runtime {
         }
     }
 
-    fn reap(&mut self) {
-        for (pid, status) in os::reap::reap_all() {
-            match self.leaders.remove(&pid) {
-                Some(Owner::Instance(id)) => match self.observed.find_leader(&id, pid) {
-                    Some(who) => self.on_exit(who, pid, status),
-                    None => log::debug!("reaped {pid} of {id}, no longer tracked ({status})"),
-                },
-                Some(Owner::Probe(probe)) => self.on_exec_probe_exit(probe, status),
-                None => log::debug!("reaped orphan {pid} ({status})"),
-            }
-        }
-    }
-
-    fn on_exit(&mut self, who: Who, pid: i32, status: ExitStatus) {
-        let now = Instant::now();
-        let Some(inst) = self.observed.get(&who) else {
-            return;
-        };
-        let id = inst.id.clone();
-        let started_at = inst.started_at;
-        if matches!(who, Who::Slot(_)) {
-            self.pipes
-                .drain(self.poll.registry(), &id, &mut sinks!(self));
-        }
-        let uptime = started_at
-            .map(|t| now.saturating_duration_since(t))
-            .unwrap_or_default();
-        let how = match &status {
-            ExitStatus::Signal(sig) => format!("killed by signal {}", sig.as_str()),
-            other => format!("exited with {other}"),
-        };
-        let name = match who {
-            Who::Old(pgid) => format!("{id} (old instance, pid {pgid})"),
-            Who::Slot(_) => id.to_string(),
-        };
-        self.output
-            .event(&format!("{name} {how} after {}", format_duration(uptime)));
-        let group_alive = os::group_exists(pid);
-        let spec = self.desired.app(&id.app);
-        let outcome = self.observed.exited(&who, spec, status, group_alive, now);
-        if matches!(who, Who::Slot(_)) {
-            self.announce_outcome(&id, outcome, group_alive);
-        }
-    }
-
-    fn announce_outcome(&self, id: &InstanceId, outcome: Outcome, group_alive: bool) {
-        let spec = self.desired.app(&id.app);
-        let text = match outcome {
-            Outcome::Restart(delay) if delay.is_zero() => format!("{id} restarting now"),
-            Outcome::Restart(delay) => format!("{id} restarting in {}", format_duration(delay)),
-            Outcome::Finished => {
-                let why = match spec.map(|s| s.restart) {
-                    Some(RestartPolicy::OnFailure) => "restart = on-failure, clean exit",
-                    _ => "restart = never",
-                };
-                format!("{id} finished ({why})")
-            }
-            Outcome::Errored(crashes) => format!(
-                "{id} errored: crashed {crashes} times in a row (max_restarts = {}), not restarting",
-                spec.map(|s| s.max_restarts).unwrap_or_default()
-            ),
-            Outcome::Stopped if group_alive => return,
-            Outcome::Stopped => format!("{id} stopped"),
-        };
-        self.output.event(&text);
-    }
-
-    /// Instances whose leader is gone but whose group was not empty: notice when the
-    /// group has emptied. Orphaned members are reparented to us and reaped as orphans,
-    /// so this runs after every reap; it costs one kill(2) per such instance.
-    fn check_groups(&mut self) {
-        let emptied: Vec<(Who, InstanceId, bool)> = self
-            .observed
-            .all()
-            .filter(|(_, i)| i.pid.is_none() && i.group_alive)
-            .filter(|(_, i)| !i.pgid.is_some_and(os::group_exists))
-            .map(|(who, i)| (who, i.id.clone(), i.stop.is_some()))
-            .collect();
-        for (who, id, stopping) in emptied {
-            self.observed.group_gone(&who);
-            if stopping {
-                self.output.event(&format!("{id} stopped"));
-            }
-        }
-    }
-
     fn announce_exit(&self, code: i32) {
         let what = if self.observed.shutdown.is_some() {
             "all apps stopped"
@@ -431,92 +344,6 @@ impl Runtime {
         };
         self.output
             .event(&format!("{what}, exiting with code {code}"));
-    }
-
-    /// Last duty before leaving: nothing we started may outlive us, including daemons
-    /// that escaped their instance's group (as PID 1 this is every other process).
-    fn sweep(&mut self) {
-        let me = std::process::id() as i32;
-        let left = os::procs::descendants(me);
-        if left.is_empty() {
-            return;
-        }
-        self.output.event(&format!(
-            "{} leftover process(es) outside any instance's group, sending SIGTERM",
-            left.len()
-        ));
-        for pid in &left {
-            let _ = os::signal_process(*pid, Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + SWEEP_GRACE;
-        let mut events = Events::with_capacity(16);
-        while Instant::now() < deadline {
-            os::reap::reap_all();
-            if os::procs::descendants(me).is_empty() {
-                return;
-            }
-            let _ = self.poll.poll(&mut events, Some(Duration::from_millis(20)));
-            let _ = self.signals.pending().count();
-        }
-        for pid in os::procs::descendants(me) {
-            let _ = os::signal_process(pid, Signal::SIGKILL);
-        }
-        let deadline = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < deadline && !os::procs::descendants(me).is_empty() {
-            os::reap::reap_all();
-            let _ = self.poll.poll(&mut events, Some(Duration::from_millis(10)));
-        }
-        os::reap::reap_all();
-    }
-}
-
-impl Runtime {
-    /// Bind the NOTIFY_SOCKET receiver the first time an app uses `ready = "notify"`,
-    /// in a private folder (0711) so only the socket itself is reachable.
-    pub(super) fn ensure_notify_socket(&mut self) {
-        let wanted = self
-            .desired
-            .eco
-            .apps
-            .iter()
-            .any(|a| a.ready == crate::config::ReadySpec::Notify);
-        if !wanted || self.checks.notify.is_some() {
-            return;
-        }
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(std::path::PathBuf::from)
-            .filter(|p| p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        let dir = base.join(format!("supervise-{}", std::process::id()));
-        let result = std::fs::DirBuilder::new()
-            .mode(0o711)
-            .create(&dir)
-            .or_else(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .and_then(|_| os::sd_notify::NotifySocket::bind(&dir.join("notify.sock")));
-        match result {
-            Ok(socket) => {
-                let fd = socket.raw_fd();
-                if let Err(e) = self.poll.registry().register(
-                    &mut mio::unix::SourceFd(&fd),
-                    NOTIFY,
-                    Interest::READABLE,
-                ) {
-                    self.output
-                        .event(&format!("cannot watch the notify socket: {e}"));
-                }
-                self.checks.notify = Some(socket);
-            }
-            Err(e) => self.output.event(&format!(
-                "cannot create the notify socket in {}: {e}; notify apps will never be ready",
-                dir.display()
-            )),
-        }
     }
 }
 

@@ -271,11 +271,14 @@ stop_timeout = "2s"
         ),
     );
     h.start_blocked_stdout(&config);
-    // Wait until supervise's stdout pipe is full: less room left than one atomic write
-    // (PIPE_BUF), so from here on its writes block or fail with EAGAIN.
+    // Wait until supervise's stdout pipe is full, i.e. its writer thread sleeps in the
+    // kernel's pipe write. (The byte count alone cannot tell: a write whose tail does
+    // not fit the last page starts a new one, so a full pipe may hold well under its
+    // capacity.)
+    let supervise = h.supervise_pid();
     let full = || {
-        let (queued, capacity) = h.blocked_stdout_fill();
-        capacity > 0 && queued + 4096 > capacity
+        let (_, capacity) = h.blocked_stdout_fill();
+        capacity > 0 && writer_blocked_in_pipe(supervise)
     };
     h.wait_for(full, LONG);
     let (queued, _) = h.blocked_stdout_fill();
@@ -292,4 +295,14 @@ stop_timeout = "2s"
         signalled.elapsed()
     );
     assert_eq!(status.code(), Some(0));
+}
+
+/// Some thread of `pid` sleeps in a pipe write (its wchan says so).
+fn writer_blocked_in_pipe(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w.contains("pipe_write"))
+    })
 }

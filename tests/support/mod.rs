@@ -255,11 +255,17 @@ impl Harness {
         let root = self.root_pid();
         match self.running().mode {
             Mode::Unshare => {
+                // The child of unshare, once it has exec'd supervise (right after the
+                // fork it is still a copy of unshare).
                 let mut found = None;
                 self.wait_for(
                     || {
                         found = children_of(root).into_iter().next();
-                        found.is_some()
+                        found.is_some_and(|p| {
+                            cmdline(p).is_some_and(|a| {
+                                a.first().is_some_and(|c| c.ends_with("supervise"))
+                            })
+                        })
                     },
                     LONG,
                 );
@@ -883,5 +889,79 @@ pub fn strip_rfc3339(text: &str) -> Option<&str> {
             }
         }
         _ => None,
+    }
+}
+
+// -------------------------------------------------------------------- client commands
+
+impl Harness {
+    /// A `supervise ARGS` client command that reaches this harness's supervise (same
+    /// `SUPERVISE_SOCKET`, run in the test directory, `NO_COLOR`), not yet started.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(supervise_bin());
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env("SUPERVISE_SOCKET", self.path("ctl.sock"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Run `supervise ARGS` as a client of this harness's supervise, e.g.
+    /// `h.cli(&["status", "--json"])`; panics if it has not finished within [`LONG`] * 3.
+    #[track_caller]
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        output_within(self.cli_command(args), LONG * 3)
+    }
+}
+
+/// Run `command` (stdout and stderr piped) and collect its output; kill it and panic if
+/// it has not exited within `timeout`.
+#[track_caller]
+pub fn output_within(mut command: Command, timeout: Duration) -> std::process::Output {
+    let shown = format!("{command:?}");
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {shown}: {e}"));
+    let collect = |stream: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut s) = stream {
+                let _ = s.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = collect(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = collect(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{shown} did not finish within {timeout:?}");
+        }
+        thread::sleep(POLL);
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
     }
 }
