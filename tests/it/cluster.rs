@@ -871,7 +871,9 @@ fn gunicorn_accepts_the_socket_by_socket_activation() {
     let config = h.write_config(
         "eco.toml",
         &format!(
-            "[apps.py]\ncommand = {}\nlisten = [\"tcp://127.0.0.1:{port}\"]\nstop_timeout = \"5s\"\n",
+            // HOME in the test folder: gunicorn >= 25 puts its control socket there.
+            "[apps.py]\ncommand = {}\nlisten = [\"tcp://127.0.0.1:{port}\"]\nstop_timeout = \"5s\"\n\
+             env = {{ HOME = \"{home}\" }}\n",
             serde_json::to_string(&[
                 python.as_str(),
                 "-m",
@@ -880,7 +882,8 @@ fn gunicorn_accepts_the_socket_by_socket_activation() {
                 "2",
                 "hello:app"
             ])
-            .unwrap()
+            .unwrap(),
+            home = h.path("").display()
         ),
     );
     h.start(&config);
