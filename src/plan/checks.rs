@@ -41,6 +41,14 @@ pub(super) fn plan_checks(
     }
     let who = Who::Slot(id.clone());
     let started = inst.started_at.unwrap_or(now);
+    if let (ReadySpec::Delay(delay), false) = (&app.ready, inst.ready) {
+        // Derived by `is_ready` already; recorded (and announced) once as a fact.
+        if now >= started + *delay {
+            plan.actions.push(Action::Ready(id.clone()));
+        } else {
+            plan.wake(started + *delay);
+        }
+    }
     if waits_for_fact(&app.ready) && !inst.ready {
         let deadline = started + app.ready_timeout;
         if now >= deadline {

@@ -62,6 +62,8 @@ pub enum Action {
     Forget(Who),
     /// Run a readiness or health check of this instance.
     Probe(Who, Purpose),
+    /// A `delay` readiness has elapsed: record the instance as ready.
+    Ready(InstanceId),
     /// Not ready within `ready_timeout`: roll back a rolling update, or fail the run.
     ReadyTimeout(InstanceId),
     /// No `WATCHDOG=1` in time: fail the run.

@@ -73,6 +73,7 @@ impl Sim {
                     Action::Kill(w) => self.obs.killed(w, self.now),
                     Action::Forget(w) => self.obs.forget(w),
                     Action::Probe(w, _) => self.obs.probe_started(w, self.now),
+                    Action::Ready(i) => self.obs.mark_ready(&Who::Slot(i.clone()), self.now),
                     Action::ReadyTimeout(_) | Action::WatchdogMiss(_) => {}
                     Action::Exit(_) => {}
                 }
@@ -548,7 +549,10 @@ fn delay_readiness_holds_the_rollout_and_dependents() {
         "wakes when web becomes ready"
     );
     s.advance(ms(500));
-    assert_eq!(s.step(), vec![Action::Spawn(id("api", 0))]);
+    assert_eq!(
+        s.step(),
+        vec![Action::Ready(id("web", 0)), Action::Spawn(id("api", 0))]
+    );
     // A new version: the old instance serves until the new one is ready.
     s.d.eco.apps[0].env.insert("V".into(), "2".into());
     assert_eq!(
@@ -558,7 +562,10 @@ fn delay_readiness_holds_the_rollout_and_dependents() {
     s.advance(ms(499));
     assert!(s.step().is_empty());
     s.advance(ms(1));
-    assert_eq!(s.step(), vec![Action::Stop(Who::Old(101))]);
+    assert_eq!(
+        s.step(),
+        vec![Action::Ready(id("web", 0)), Action::Stop(Who::Old(101))]
+    );
 }
 
 #[test]

@@ -27,6 +27,11 @@ impl Runtime {
             Action::Kill(who) => self.kill(&who),
             Action::Forget(who) => self.observed.forget(&who),
             Action::Probe(who, purpose) => self.start_probe(who, purpose),
+            Action::Ready(id) => {
+                self.observed
+                    .mark_ready(&Who::Slot(id.clone()), Instant::now());
+                self.output.event(&format!("{id} is ready (delay)"));
+            }
             Action::ReadyTimeout(id) => self.ready_timeout(&id),
             Action::WatchdogMiss(who) => self.watchdog_missed(&who),
             Action::Exit(_) => {}
