@@ -294,6 +294,14 @@ fn a_notify_app_is_starting_until_ready_and_its_dependents_wait() {
     h.start(&config);
     h.wait_for_event(|t| t.starts_with("db.0 started (pid "), LONG);
     let seen_started = Instant::now();
+    // Until READY=1, status says `starting` (or, if this answer came late, the ready
+    // line is already out).
+    let early = db_status(&h);
+    assert!(
+        early["state"] == "starting" && early["ready"] == false
+            || h.count_events(|t| t == "db.0 is ready (sd_notify)") == 1,
+        "{early}"
+    );
     h.wait_for_output("db.0", |t| t == "notified STATUS=warming up", LONG);
     h.wait_for_event(|t| t == "db.0 is ready (sd_notify)", LONG);
     let waited = seen_started.elapsed();
@@ -321,8 +329,25 @@ fn a_notify_app_is_starting_until_ready_and_its_dependents_wait() {
         .events()
         .iter()
         .any(|t| t.contains("notify") && !t.ends_with("is ready (sd_notify)")));
-    // TODO(status): once `supervise status` talks to the control socket, assert that
-    // db.0 shows `starting` before READY=1, `running` after, and the text "warming up".
+    // After it: running, ready, and the STATUS= text kept.
+    let after = db_status(&h);
+    assert_eq!(after["state"], "running", "{after}");
+    assert_eq!(after["ready"], true, "{after}");
+    assert_eq!(after["status_text"], "warming up", "{after}");
+}
+
+/// db.0's row of `supervise status --json`.
+fn db_status(h: &Harness) -> serde_json::Value {
+    let out = h.cli(&["status", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["app"] == "db" && i["index"] == 0)
+        .cloned()
+        .unwrap()
 }
 
 /// `[apps.web]`: the test app serving on `port`, `ready = "notify"`, plus `extra` lines.
