@@ -40,6 +40,9 @@ const LINE_OVERHEAD: usize = 64;
 const WRITE_AT: usize = 64 * 1024;
 /// Suffix of a piece of a line that was cut (text format).
 pub const CUT_MARK: &str = " [cut: line continues]";
+
+/// supervise's own events that may wait for a blocked stdout.
+pub const EVENT_BOUND: usize = 10_000;
 /// The name of supervise's own lines.
 const SELF_NAME: &str = "supervise";
 
@@ -93,6 +96,9 @@ struct State {
     child_bytes: usize,
     /// A line was refused (or `has_room` said no): wake the waker when there is room.
     want_wake: bool,
+    /// supervise's own events in `queue`, and those dropped past [`EVENT_BOUND`].
+    events: usize,
+    dropped_events: usize,
     stop: bool,
     done: bool,
 }
@@ -183,13 +189,22 @@ impl Output {
         self.push(Item::Apps(apps.to_vec()), 0);
     }
 
-    /// One line of supervise's own. Never refused (bypasses the bound).
+    /// One line of supervise's own. Never refused, and not counted in the bound of
+    /// instance output; but while stdout is blocked at most [`EVENT_BOUND`] wait in
+    /// memory, and the rest are counted and reported once stdout moves again (a crash
+    /// loop behind a stuck log reader must not grow supervise without limit).
     pub fn event(&self, text: &str) {
+        let mut st = self.shared.lock();
+        if st.events >= EVENT_BOUND {
+            st.dropped_events += 1;
+            return;
+        }
+        st.events += 1;
         let item = Item::Event {
             time: SystemTime::now(),
             text: text.to_owned(),
         };
-        self.push(item, 0);
+        self.push_locked(st, item, 0);
     }
 
     /// A line from an instance (without its newline). Refused, giving the line back, when
@@ -285,6 +300,14 @@ fn run(shared: &Shared, mut fmt: Formatter, mut sink: Sink, waker: Option<Arc<mi
         }
         std::mem::swap(&mut st.queue, &mut batch);
         st.child_bytes = 0;
+        st.events = 0;
+        let dropped = std::mem::take(&mut st.dropped_events);
+        if dropped > 0 {
+            batch.push_back(Item::Event {
+                time: SystemTime::now(),
+                text: format!("{dropped} supervise events were dropped while stdout was blocked"),
+            });
+        }
         let wake = std::mem::take(&mut st.want_wake);
         drop(st);
         if wake {

@@ -291,6 +291,26 @@ fn idle_output_is_flushed_promptly() {
 }
 
 #[test]
+fn events_past_their_bound_are_counted_not_kept() {
+    let gated = Gated::default();
+    let out = Output::start_with(Box::new(gated.clone()), LogFormat::Text, false, false, None);
+    out.event("first");
+    wait_until("writer blocked", || gated.writes.load(Ordering::SeqCst) > 0);
+    for i in 0..EVENT_BOUND + 5 {
+        out.event(&format!("event {i}"));
+    }
+    gated.open();
+    out.finish(Duration::from_secs(10));
+    let text = gated.out.text();
+    assert_eq!(text.lines().count(), 1 + EVENT_BOUND + 1);
+    assert!(text.contains(&format!("event {}\n", EVENT_BOUND - 1)));
+    assert!(!text.contains(&format!("event {}\n", EVENT_BOUND)));
+    assert!(
+        text.ends_with("supervise | 5 supervise events were dropped while stdout was blocked\n")
+    );
+}
+
+#[test]
 fn blocked_stdout_refuses_lines_then_wakes() {
     let gated = Gated::default();
     let mut poll = mio::Poll::new().unwrap();
