@@ -129,6 +129,7 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
             None
         }
     };
+    // First: a second supervise on the same socket is told so plainly.
     let mut server = match ControlServer::bind(socket) {
         Ok(server) => server,
         Err(e) => {
@@ -141,6 +142,7 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
         Ok(files) => files,
         Err(e) => {
             eprintln!("supervise: {e}");
+            server.remove_file();
             return Ok(1);
         }
     };
@@ -150,6 +152,7 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
         for (_, e) in errors {
             eprintln!("supervise: cannot listen on {e}");
         }
+        server.remove_file();
         return Ok(1);
     }
     let mut runtime = Runtime {
