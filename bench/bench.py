@@ -29,14 +29,12 @@ import sys
 import tempfile
 import time
 
+from common import BenchError, machine, reap, revision  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POLL = 0.0002  # seconds between polls of the starts file
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-class BenchError(Exception):
-    pass
 
 
 # ----------------------------------------------------------------------------- /proc
@@ -181,16 +179,6 @@ def kill_tree(pids: list[int]) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(q, signal.SIGKILL)
     reap()
-
-
-def reap() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def wait_until(cond, timeout: float, what: str, proc: subprocess.Popen | None = None,
@@ -437,28 +425,6 @@ def ratio(a: float, b: float) -> str:
     if b == 0:
         return "= (both 0)" if a == 0 else "n/a (baseline 0)"
     return f"{a / b:.1f}×"
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}"
-
-
-def revision() -> str:
-    with contextlib.suppress(Exception):
-        rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        if rev:
-            return rev + (" (+ uncommitted changes in src/)" if dirty else "")
-    return "unknown"
 
 
 def report(args, command: str, res: dict, errors: list[str]) -> str:

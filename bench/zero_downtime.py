@@ -39,14 +39,12 @@ import tempfile
 import threading
 import time
 
+from common import BenchError, machine, reap, revision  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(REPO, "config-examples", "cluster-node")
 PM2_DIR = os.path.join(REPO, "bench", "pm2")
 INSTANCES = 4
-
-
-class BenchError(Exception):
-    pass
 
 
 def log(msg: str) -> None:
@@ -83,16 +81,6 @@ def descendants(pid: int) -> list[int]:
         found.extend(nxt)
         frontier = nxt
     return found
-
-
-def reap() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def kill_pids(pids: list[int], sig: int) -> None:
@@ -594,28 +582,6 @@ def run_pm2(procs: Procs, args, work: str, binary: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}"
-
-
-def revision() -> str:
-    with contextlib.suppress(Exception):
-        rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        if rev:
-            return rev + (" (+ uncommitted changes in src/)" if dirty else "")
-    return "unknown"
 
 
 def tool_version(argv: list[str]) -> str:
