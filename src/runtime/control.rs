@@ -73,7 +73,8 @@ pub(super) fn epoch_ms() -> u64 {
 }
 
 fn state_name(inst: &Instance, ready: bool, held: bool) -> &'static str {
-    if inst.alive() && (inst.stop.is_some() || inst.pid.is_none()) {
+    // Being stopped, leftovers of its group, or the app said STOPPING=1 itself.
+    if inst.alive() && (inst.stop.is_some() || inst.pid.is_none() || inst.notify_stopping) {
         return "stopping";
     }
     if inst.pid.is_some() {
@@ -477,4 +478,38 @@ fn names(ids: &[InstanceId]) -> String {
         text.push(format!("and {} more", ids.len() - SHOWN));
     }
     text.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_as_status_shows_them() {
+        let now = Instant::now();
+        let mut inst = Instance::new(InstanceId::new("web", 0));
+        assert_eq!(state_name(&inst, false, false), "starting");
+        assert_eq!(state_name(&inst, false, true), "stopped");
+        inst.pid = Some(10);
+        inst.started_at = Some(now);
+        assert_eq!(state_name(&inst, false, false), "starting");
+        assert_eq!(state_name(&inst, true, false), "running");
+        inst.notify_stopping = true;
+        assert_eq!(state_name(&inst, true, false), "stopping", "STOPPING=1");
+        inst.notify_stopping = false;
+        inst.stop = Some(crate::state::StopRequest {
+            at: now,
+            killed: false,
+        });
+        assert_eq!(state_name(&inst, true, false), "stopping");
+        inst.pid = None;
+        inst.restart_at = Some(now);
+        assert_eq!(state_name(&inst, false, false), "backoff");
+        inst.restart_at = None;
+        assert_eq!(state_name(&inst, false, false), "stopped");
+        inst.done = Some(Done::Errored);
+        assert_eq!(state_name(&inst, false, false), "errored");
+        inst.done = Some(Done::Finished(ExitStatus::Code(0)));
+        assert_eq!(state_name(&inst, false, false), "exited");
+    }
 }
