@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use supervise::cli::{Cli, Command};
-use supervise::control::client::{self, ClientError};
+use supervise::control::client;
 use supervise::control::protocol::{Request, Response};
 use supervise::control::table;
 use supervise::{config, os, runtime};
@@ -168,14 +168,10 @@ fn logs(socket: Option<&Path>, target: String, lines: usize, follow: bool) -> Ex
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            report_client_error(&e);
+            eprintln!("supervise: {e}");
             ExitCode::from(1)
         }
     }
-}
-
-fn report_client_error(e: &ClientError) {
-    eprintln!("supervise: {e}");
 }
 
 fn command(socket: Option<&Path>, request: Request) -> ExitCode {

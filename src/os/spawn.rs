@@ -54,7 +54,11 @@ pub struct Extras<'a> {
 /// The environment an instance gets: supervise's own (minus the socket-activation
 /// variables meant for supervise itself), the app's `env`, then `SUPERVISE_APP`,
 /// `SUPERVISE_INSTANCE` and `instance_var`.
-pub fn instance_env(spec: &AppSpec, index: u32) -> Vec<(OsString, OsString)> {
+pub fn instance_env(
+    spec: &AppSpec,
+    index: u32,
+    user: Option<&nix::unistd::User>,
+) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| !NOT_INHERITED.iter().any(|n| OsStr::new(n) == k))
         .collect();
@@ -62,7 +66,7 @@ pub fn instance_env(spec: &AppSpec, index: u32) -> Vec<(OsString, OsString)> {
         env.retain(|(key, _)| key != k);
         env.push((k.into(), v.into()));
     };
-    if let Some(user) = spec.user.as_deref().and_then(lookup_user) {
+    if let Some(user) = user {
         set("USER", &user.name);
         set("LOGNAME", &user.name);
         set("HOME", &user.dir.to_string_lossy());
@@ -102,17 +106,25 @@ struct Ids {
     groups: Vec<libc::gid_t>,
 }
 
-fn resolve_ids(spec: &AppSpec) -> io::Result<Option<Ids>> {
-    let missing = |what: &str, name: &str| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{what} {name:?} does not exist"),
-        )
-    };
-    let user = match &spec.user {
-        Some(name) => Some(lookup_user(name).ok_or_else(|| missing("user", name))?),
-        None => None,
-    };
+/// `user` looked up once per spawn (the passwd lookup may go to NSS): it gives both
+/// the ids and the USER/LOGNAME/HOME variables.
+fn resolve_user(spec: &AppSpec) -> io::Result<Option<nix::unistd::User>> {
+    match &spec.user {
+        Some(name) => lookup_user(name)
+            .map(Some)
+            .ok_or_else(|| missing("user", name)),
+        None => Ok(None),
+    }
+}
+
+fn missing(what: &str, name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{what} {name:?} does not exist"),
+    )
+}
+
+fn resolve_ids(spec: &AppSpec, user: Option<nix::unistd::User>) -> io::Result<Option<Ids>> {
     let group = match &spec.group {
         Some(name) => Some(lookup_group(name).ok_or_else(|| missing("group", name))?),
         None => None,
@@ -184,8 +196,9 @@ fn prepare(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Image> {
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
 
+    let user = resolve_user(spec)?;
     let mut envp: Vec<Vec<u8>> = Vec::new();
-    for (k, v) in instance_env(spec, index) {
+    for (k, v) in instance_env(spec, index, user.as_ref()) {
         let mut entry = k.into_vec();
         entry.push(b'=');
         entry.extend(v.into_vec());
@@ -243,7 +256,7 @@ fn prepare(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Image> {
         moved: vec![-1; sockets.len()],
         sockets,
         limits,
-        ids: resolve_ids(spec)?,
+        ids: resolve_ids(spec, user)?,
         umask: spec.umask,
     })
 }
@@ -392,7 +405,7 @@ mod tests {
         let mut spec = AppSpec::new("web", "/bin/true", &["true"]);
         spec.env.insert("PATH".into(), "/custom".into());
         spec.instance_var = Some("NODE_APP_INSTANCE".into());
-        let env = instance_env(&spec, 2);
+        let env = instance_env(&spec, 2, None);
         let get = |k: &str| {
             env.iter()
                 .filter(|(key, _)| key == k)
