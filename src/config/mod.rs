@@ -10,6 +10,7 @@ pub use model::*;
 mod describe;
 mod envfile;
 mod error;
+mod hints;
 mod node;
 mod read;
 mod resolve;

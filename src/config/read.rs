@@ -64,6 +64,11 @@ pub(crate) fn suggest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
 
 /// The message for an unknown key.
 pub(crate) fn unknown_key(key: &str, known: &[&str]) -> String {
+    // Another tool's key, in an app table: say what we call it.
+    let app_level = known == super::schema::APP_KEYS;
+    if let Some(hint) = super::hints::hint(key).filter(|_| app_level) {
+        return format!("unknown key `{key}`; {hint}");
+    }
     match suggest(key, known) {
         Some(s) => format!("unknown key `{key}`; did you mean `{s}`?"),
         None => {
