@@ -111,7 +111,7 @@ pub struct HealthSpec {
 }
 
 /// One resource limit; `None` is "infinity".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limit {
     pub resource: nix::sys::resource::Resource,
     pub value: Option<u64>,
@@ -119,7 +119,7 @@ pub struct Limit {
 
 /// The program to execute: already resolved against `PATH` (or `/bin/sh -c` with
 /// `shell = true`), so spawning never searches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CommandLine {
     /// Absolute path of the executable.
     pub program: PathBuf,

@@ -1,26 +1,137 @@
 //! What a new version of an app changes (SPEC §3): the fields that shape the process
 //! (a change replaces the instances by the app's `update` strategy), the instance count
 //! (new numbers start, the highest stop), and policy (applied in place).
+//!
+//! [`classes`] names every `AppSpec` field in one destructuring without `..`: a field
+//! added to `AppSpec` does not compile until it is sorted into a class here, so a reload
+//! cannot silently ignore it.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::config::AppSpec;
+use nix::sys::signal::Signal;
 
-/// The fields that shape a process, by name, with a comparable rendering.
-fn shape(spec: &AppSpec) -> [(&'static str, String); 10] {
-    [
-        ("command", format!("{:?} {:?}", spec.command, spec.shell)),
-        ("cwd", format!("{:?}", spec.cwd)),
-        ("env", format!("{:?}", spec.env)),
-        ("instance_var", format!("{:?}", spec.instance_var)),
-        ("user", format!("{:?}", spec.user)),
-        ("group", format!("{:?}", spec.group)),
-        ("listen", format!("{:?}", spec.listen)),
-        ("limits", format!("{:?}", spec.limits)),
-        ("umask", format!("{:?}", spec.umask)),
-        ("env_file", format!("{:?}", spec.env_file)),
-    ]
+use crate::config::{
+    AppSpec, CommandLine, HealthSpec, Limit, ListenAddr, ReadySpec, RestartPolicy, UpdateStrategy,
+};
+
+/// The value of one process-shaping field, borrowed from a spec.
+#[derive(PartialEq, Hash)]
+enum Shaping<'a> {
+    Command(&'a CommandLine, bool),
+    Path(&'a Path),
+    File(Option<&'a PathBuf>),
+    Env(&'a BTreeMap<String, String>),
+    Name(Option<&'a String>),
+    Listen(&'a [ListenAddr]),
+    Limits(&'a [Limit]),
+    Umask(Option<u32>),
+}
+
+/// The policy fields, borrowed: applied in place to running instances.
+#[derive(PartialEq)]
+struct Policy<'a> {
+    restart: RestartPolicy,
+    restart_delay: Duration,
+    backoff_max: Duration,
+    min_uptime: Duration,
+    max_restarts: u32,
+    stop_signal: Signal,
+    stop_timeout: Duration,
+    ready: &'a ReadySpec,
+    ready_timeout: Duration,
+    health: Option<&'a HealthSpec>,
+    watchdog: Option<Duration>,
+    depends_on: &'a [String],
+    max_memory: Option<u64>,
+    watch: &'a [PathBuf],
+    ignore: &'a [String],
+    update: UpdateStrategy,
+    instances_max: bool,
+}
+
+/// One spec's fields by class: the process shape (by name), the count, the policy.
+struct Classes<'a> {
+    shape: [(&'static str, Shaping<'a>); 10],
+    instances: u32,
+    policy: Policy<'a>,
+}
+
+/// Every field of `AppSpec`, sorted into its class. No `..`: see the module doc.
+fn classes(spec: &AppSpec) -> Classes<'_> {
+    let AppSpec {
+        // Identity: an app with another name is another app.
+        name: _,
+        // Process-shaping.
+        command,
+        shell,
+        cwd,
+        env,
+        env_file,
+        instance_var,
+        user,
+        group,
+        listen,
+        limits,
+        umask,
+        // The count.
+        instances,
+        // Policy.
+        instances_max,
+        restart,
+        restart_delay,
+        backoff_max,
+        min_uptime,
+        max_restarts,
+        stop_signal,
+        stop_timeout,
+        ready,
+        ready_timeout,
+        health,
+        watchdog,
+        depends_on,
+        max_memory,
+        watch,
+        ignore,
+        update,
+    } = spec;
+    Classes {
+        shape: [
+            ("command", Shaping::Command(command, *shell)),
+            ("cwd", Shaping::Path(cwd)),
+            ("env", Shaping::Env(env)),
+            ("instance_var", Shaping::Name(instance_var.as_ref())),
+            ("user", Shaping::Name(user.as_ref())),
+            ("group", Shaping::Name(group.as_ref())),
+            ("listen", Shaping::Listen(listen)),
+            ("limits", Shaping::Limits(limits)),
+            ("umask", Shaping::Umask(*umask)),
+            ("env_file", Shaping::File(env_file.as_ref())),
+        ],
+        instances: *instances,
+        policy: Policy {
+            restart: *restart,
+            restart_delay: *restart_delay,
+            backoff_max: *backoff_max,
+            min_uptime: *min_uptime,
+            max_restarts: *max_restarts,
+            stop_signal: *stop_signal,
+            stop_timeout: *stop_timeout,
+            ready,
+            ready_timeout: *ready_timeout,
+            health: health.as_ref(),
+            watchdog: *watchdog,
+            depends_on,
+            max_memory: *max_memory,
+            watch,
+            ignore,
+            update: *update,
+            instances_max: *instances_max,
+        },
+    }
 }
 
 /// A fingerprint of everything that shapes the app's processes, plus the app's restart
@@ -28,10 +139,7 @@ fn shape(spec: &AppSpec) -> [(&'static str, String); 10] {
 /// differs from it are replaced.
 pub fn generation(spec: &AppSpec, epoch: u64) -> u64 {
     let mut h = DefaultHasher::new();
-    for (name, value) in shape(spec) {
-        name.hash(&mut h);
-        value.hash(&mut h);
-    }
+    classes(spec).shape.hash(&mut h);
     epoch.hash(&mut h);
     h.finish()
 }
@@ -53,36 +161,18 @@ impl AppChange {
 }
 
 pub fn diff(old: &AppSpec, new: &AppSpec) -> AppChange {
-    let replaced = shape(old)
-        .into_iter()
-        .zip(shape(new))
+    let (old, new) = (classes(old), classes(new));
+    let replaced = old
+        .shape
+        .iter()
+        .zip(&new.shape)
         .filter(|(a, b)| a.1 != b.1)
         .map(|(a, _)| a.0)
         .collect();
-    let scaled = (old.instances != new.instances).then_some((old.instances, new.instances));
-    // Policy: everything else. Compare with the shape and count made equal.
-    let mut policy_old = new.clone();
-    policy_old.restart = old.restart;
-    policy_old.restart_delay = old.restart_delay;
-    policy_old.backoff_max = old.backoff_max;
-    policy_old.min_uptime = old.min_uptime;
-    policy_old.max_restarts = old.max_restarts;
-    policy_old.stop_signal = old.stop_signal;
-    policy_old.stop_timeout = old.stop_timeout;
-    policy_old.ready = old.ready.clone();
-    policy_old.ready_timeout = old.ready_timeout;
-    policy_old.health = old.health.clone();
-    policy_old.watchdog = old.watchdog;
-    policy_old.depends_on = old.depends_on.clone();
-    policy_old.max_memory = old.max_memory;
-    policy_old.watch = old.watch.clone();
-    policy_old.ignore = old.ignore.clone();
-    policy_old.update = old.update;
-    policy_old.instances_max = old.instances_max;
     AppChange {
         replaced,
-        scaled,
-        policy: policy_old != *new,
+        scaled: (old.instances != new.instances).then_some((old.instances, new.instances)),
+        policy: old.policy != new.policy,
     }
 }
 
@@ -172,6 +262,22 @@ mod tests {
                 Box::new(|s| s.update = UpdateStrategy::Recreate),
                 AppChange {
                     policy: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "max_memory",
+                Box::new(|s| s.max_memory = Some(1 << 20)),
+                AppChange {
+                    policy: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "umask",
+                Box::new(|s| s.umask = Some(0o027)),
+                AppChange {
+                    replaced: vec!["umask"],
                     ..Default::default()
                 },
             ),
