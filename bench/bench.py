@@ -4,7 +4,7 @@
     python3 bench/bench.py            # full run (20 respawns, 60 s idle window), ~2 minutes
     python3 bench/bench.py --quick    # smoke run (5 respawns, 5 s idle window)
 
-Python 3.11 standard library only. Builds with `cargo build --release --bins` first
+Python 3.11 standard library only. Builds with `cargo build --release --bins --features testapp` first
 (unless --no-build), prints a Markdown table and writes it to bench/results.md.
 Figures are reported as ratios against a baseline measured in the same run; nothing is
 asserted: the numbers depend on the machine.
@@ -491,7 +491,7 @@ def report(args, command: str, res: dict, errors: list[str]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 5 respawns, 5 s idle")
-    ap.add_argument("--no-build", action="store_true", help="skip cargo build --release --bins")
+    ap.add_argument("--no-build", action="store_true", help="skip cargo build --release --bins --features testapp")
     ap.add_argument("--bin-dir", default=os.path.join(REPO, "target", "release"),
                     help="folder holding supervise and supervise-testapp")
     ap.add_argument("--respawns", type=int, help="respawn samples (default 20, --quick 5)")
@@ -504,8 +504,8 @@ def main() -> int:
     command = "python3 bench/bench.py" + ("".join(" " + shlex.quote(a) for a in sys.argv[1:]))
 
     if not args.no_build:
-        print("building: cargo build --release --bins", file=sys.stderr)
-        if subprocess.run(["cargo", "build", "--release", "--bins"], cwd=REPO).returncode != 0:
+        print("building: cargo build --release --bins --features testapp", file=sys.stderr)
+        if subprocess.run(["cargo", "build", "--release", "--bins", "--features", "testapp"], cwd=REPO).returncode != 0:
             print("bench: the build failed", file=sys.stderr)
             return 2
     sup_bin = os.path.abspath(os.path.join(args.bin_dir, "supervise"))

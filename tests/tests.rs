@@ -12,6 +12,10 @@ mod cluster;
 mod control;
 #[path = "it/docs.rs"]
 mod docs;
+#[path = "it/guards.rs"]
+mod guards;
+#[path = "it/log_files.rs"]
+mod log_files;
 #[path = "it/logs.rs"]
 mod logs;
 #[path = "it/pid1.rs"]
@@ -20,6 +24,8 @@ mod pid1;
 mod reload;
 #[path = "it/restart.rs"]
 mod restart;
+#[path = "it/rollout.rs"]
+mod rollout;
 #[path = "it/run.rs"]
 mod run;
 #[path = "it/shutdown.rs"]

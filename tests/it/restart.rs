@@ -11,17 +11,7 @@ use crate::support::*;
 #[test]
 fn kill_9_brings_a_new_instance_within_1s() {
     let mut h = Harness::new();
-    let config = h.write_config(
-        "eco.toml",
-        &format!(
-            r#"
-[apps.web]
-command = {}
-"#,
-            app_cmd(&["--pid-dir", h.pids()])
-        ),
-    );
-    h.start(&config);
+    h.start_ecosystem(&Ecosystem::new().app("web", &["--pid-dir", h.pids()]));
     let old = h.wait_pid("web", 0);
     h.wait_for_event(|t| t.starts_with("web.0 started"), LONG);
     let killed_at = Instant::now();
@@ -217,20 +207,13 @@ fn delay_of(event: &str) -> Duration {
 #[test]
 fn restart_delay_doubles_per_consecutive_crash() {
     let mut h = Harness::new();
-    let config = h.write_config(
-        "eco.toml",
-        &format!(
-            r#"
-[apps.crash]
-command = {}
-restart_delay = "100ms"
-backoff_max = "10s"
-max_restarts = 10
-"#,
-            app_cmd(&["--exit-after", "0", "--exit-code", "1"])
-        ),
+    h.start_ecosystem(
+        &Ecosystem::new()
+            .app("crash", &["--exit-after", "0", "--exit-code", "1"])
+            .set("restart_delay", "100ms")
+            .set("backoff_max", "10s")
+            .set("max_restarts", 10),
     );
-    h.start(&config);
     let events = h.wait_for_events(|t| t.starts_with("crash.0 restarting"), 3, LONG);
     let delays: Vec<Duration> = events.iter().take(3).map(|e| delay_of(e)).collect();
     assert_eq!(
@@ -246,20 +229,13 @@ max_restarts = 10
 #[test]
 fn backoff_stops_at_backoff_max() {
     let mut h = Harness::new();
-    let config = h.write_config(
-        "eco.toml",
-        &format!(
-            r#"
-[apps.crash]
-command = {}
-restart_delay = "20ms"
-backoff_max = "50ms"
-max_restarts = 0
-"#,
-            app_cmd(&["--exit-after", "0", "--exit-code", "1"])
-        ),
+    h.start_ecosystem(
+        &Ecosystem::new()
+            .app("crash", &["--exit-after", "0", "--exit-code", "1"])
+            .set("restart_delay", "20ms")
+            .set("backoff_max", "50ms")
+            .set("max_restarts", 0),
     );
-    h.start(&config);
     let events = h.wait_for_events(|t| t.starts_with("crash.0 restarting"), 5, LONG);
     let delays: Vec<Duration> = events.iter().take(5).map(|e| delay_of(e)).collect();
     assert_eq!(
@@ -276,20 +252,13 @@ fn runs_longer_than_min_uptime_reset_backoff_and_the_crash_count() {
     let mut h = Harness::new();
     // Each run lasts 400 ms, longer than min_uptime: not a crash loop, so the delay never
     // grows and max_restarts = 2 never trips, however many times it exits.
-    let config = h.write_config(
-        "eco.toml",
-        &format!(
-            r#"
-[apps.slow]
-command = {}
-restart_delay = "100ms"
-min_uptime = "200ms"
-max_restarts = 2
-"#,
-            app_cmd(&["--exit-after", "400ms", "--exit-code", "1"])
-        ),
+    h.start_ecosystem(
+        &Ecosystem::new()
+            .app("slow", &["--exit-after", "400ms", "--exit-code", "1"])
+            .set("restart_delay", "100ms")
+            .set("min_uptime", "200ms")
+            .set("max_restarts", 2),
     );
-    h.start(&config);
     h.wait_for_events(|t| t.starts_with("slow.0 exited with code 1"), 4, LONG);
     let events = h.events();
     assert!(!events.iter().any(|e| e.contains("errored")), "{events:?}");
@@ -303,23 +272,13 @@ max_restarts = 2
 #[test]
 fn every_exit_line_shows_a_code_or_a_signal() {
     let mut h = Harness::new();
-    let config = h.write_config(
-        "eco.toml",
-        &format!(
-            r#"
-[apps.seven]
-command = {seven}
-restart = "never"
-
-[apps.victim]
-command = {victim}
-restart = "never"
-"#,
-            seven = app_cmd(&["--exit-after", "0", "--exit-code", "7"]),
-            victim = app_cmd(&["--pid-dir", h.pids()]),
-        ),
+    h.start_ecosystem(
+        &Ecosystem::new()
+            .app("seven", &["--exit-after", "0", "--exit-code", "7"])
+            .set("restart", "never")
+            .app("victim", &["--pid-dir", h.pids()])
+            .set("restart", "never"),
     );
-    h.start(&config);
     let event = h.wait_for_event(|t| t.starts_with("seven.0 exited"), LONG);
     assert!(
         event.starts_with("seven.0 exited with code 7 after "),
