@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::control::protocol::{SignalName, Target};
+
 /// A declarative process supervisor: keeps the apps of an ecosystem file running.
 #[derive(Parser, Debug)]
 #[command(
@@ -48,7 +50,7 @@ pub enum Command {
     Logs {
         /// all | APP | APP.N
         #[arg(default_value = "all")]
-        target: String,
+        target: Target,
         /// How many lines.
         #[arg(short = 'n', long = "lines", default_value_t = 20)]
         lines: usize,
@@ -57,13 +59,13 @@ pub enum Command {
         follow: bool,
     },
     /// Stop and start again (new pids). TARGET: all | APP | APP.N
-    Restart { target: String },
+    Restart { target: Target },
     /// Replace instances one at a time, each new one ready before the old one stops.
-    Reload { target: String },
+    Reload { target: Target },
     /// Stop and hold stopped until `supervise start`.
-    Stop { target: String },
+    Stop { target: Target },
     /// Start what `stop` held, or what errored or finished.
-    Start { target: String },
+    Start { target: Target },
     /// Send a signal to the target's process groups, e.g. `supervise signal SIGUSR1 web`.
-    Signal { signal: String, target: String },
+    Signal { signal: SignalName, target: Target },
 }

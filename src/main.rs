@@ -9,7 +9,7 @@ use clap::Parser;
 
 use supervise::cli::{Cli, Command};
 use supervise::control::client;
-use supervise::control::protocol::{Request, Response};
+use supervise::control::protocol::{Request, Response, Target};
 use supervise::control::table;
 use supervise::{config, os, runtime};
 
@@ -141,7 +141,7 @@ fn terminal_width() -> Option<usize> {
     (ok && size.ws_col > 0).then_some(size.ws_col as usize)
 }
 
-fn logs(socket: Option<&Path>, target: String, lines: usize, follow: bool) -> ExitCode {
+fn logs(socket: Option<&Path>, target: Target, lines: usize, follow: bool) -> ExitCode {
     let request = Request::Logs {
         target,
         lines,

@@ -19,8 +19,7 @@ pub fn socket_path(explicit: Option<&Path>, settings_socket: Option<&Path>) -> P
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
-    // SAFETY: geteuid(2) cannot fail and has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = nix::unistd::geteuid().as_raw();
     resolve_socket_path(
         explicit,
         env("SUPERVISE_SOCKET").as_deref(),

@@ -7,7 +7,11 @@
 //! Every object carries the protocol version `v`; a supervise that does not speak the
 //! client's version answers with an error instead of guessing. Unknown fields are
 //! ignored, so a newer peer may add optional fields without a version bump.
+//!
+//! Targets and signals are typed ([`Target`], [`SignalName`]): they are strings on the
+//! wire and are checked once, when the line is parsed, so the loop never sees a bad one.
 
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -31,25 +35,25 @@ pub struct RequestEnvelope {
 pub enum Request {
     Status,
     Logs {
-        target: String,
+        target: Target,
         lines: usize,
         follow: bool,
     },
     Restart {
-        target: String,
+        target: Target,
     },
     Reload {
-        target: String,
+        target: Target,
     },
     Stop {
-        target: String,
+        target: Target,
     },
     Start {
-        target: String,
+        target: Target,
     },
     Signal {
-        signal: String,
-        target: String,
+        signal: SignalName,
+        target: Target,
     },
 }
 
@@ -67,8 +71,8 @@ impl Request {
         }
     }
 
-    /// The target text, for the commands that have one.
-    pub fn target(&self) -> Option<&str> {
+    /// The target, for the commands that have one.
+    pub fn target(&self) -> Option<&Target> {
         match self {
             Request::Status => None,
             Request::Logs { target, .. }
@@ -78,19 +82,6 @@ impl Request {
             | Request::Start { target }
             | Request::Signal { target, .. } => Some(target),
         }
-    }
-
-    /// Syntax checks the server makes before handing a request to the loop: the
-    /// target parses and the signal is known. Whether the target names a configured
-    /// app is the loop's business.
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(t) = self.target() {
-            Target::parse(t)?;
-        }
-        if let Request::Signal { signal, .. } = self {
-            crate::config::units::parse_signal(signal)?;
-        }
-        Ok(())
     }
 
     /// The request as one line, newline included.
@@ -127,16 +118,48 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
             None => return Err(format!("bad request: `v` must be a number, not {v}")),
         },
     }
+    // Targets and signals are checked here, by their types' `TryFrom<String>`.
     let env: RequestEnvelope =
         serde_json::from_value(value).map_err(|e| format!("bad request: {e}"))?;
-    env.request
-        .validate()
-        .map_err(|e| format!("bad request: {e}"))?;
     Ok(env.request)
 }
 
+/// A signal named in a request: `"SIGUSR1"`, `"USR1"`, `"usr1"` or `"10"` on the wire
+/// (the forms of the ecosystem file), its `SIG` name when written.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(try_from = "String", into = "String")]
+pub struct SignalName(pub Signal);
+
+impl SignalName {
+    pub fn parse(s: &str) -> Result<SignalName, String> {
+        crate::config::units::parse_signal(s).map(SignalName)
+    }
+}
+
+impl TryFrom<String> for SignalName {
+    type Error = String;
+    fn try_from(s: String) -> Result<SignalName, String> {
+        SignalName::parse(&s)
+    }
+}
+
+impl std::str::FromStr for SignalName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SignalName, String> {
+        SignalName::parse(s)
+    }
+}
+
+impl From<SignalName> for String {
+    fn from(s: SignalName) -> String {
+        s.0.as_str().to_string()
+    }
+}
+
 /// What a request names: every instance, one app's instances, or one instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A string on the wire (`"all"`, `"web"`, `"web.2"`), checked when read.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(try_from = "String", into = "String")]
 pub enum Target {
     All,
     App(String),
@@ -200,6 +223,26 @@ impl Target {
             Target::All => None,
             Target::App(a) | Target::Instance(a, _) => Some(a),
         }
+    }
+}
+
+impl TryFrom<String> for Target {
+    type Error = String;
+    fn try_from(s: String) -> Result<Target, String> {
+        Target::parse(&s)
+    }
+}
+
+impl From<Target> for String {
+    fn from(t: Target) -> String {
+        t.to_string()
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Target, String> {
+        Target::parse(s)
     }
 }
 
@@ -328,29 +371,25 @@ impl LogLine {
 mod tests {
     use super::*;
 
+    fn t(s: &str) -> Target {
+        Target::parse(s).unwrap()
+    }
+
     fn all_requests() -> Vec<Request> {
         vec![
             Request::Status,
             Request::Logs {
-                target: "web.1".into(),
+                target: t("web.1"),
                 lines: 20,
                 follow: true,
             },
-            Request::Restart {
-                target: "all".into(),
-            },
-            Request::Reload {
-                target: "web".into(),
-            },
-            Request::Stop {
-                target: "web.0".into(),
-            },
-            Request::Start {
-                target: "web".into(),
-            },
+            Request::Restart { target: t("all") },
+            Request::Reload { target: t("web") },
+            Request::Stop { target: t("web.0") },
+            Request::Start { target: t("web") },
             Request::Signal {
-                signal: "SIGUSR1".into(),
-                target: "worker".into(),
+                signal: SignalName::parse("SIGUSR1").unwrap(),
+                target: t("worker"),
             },
         ]
     }
@@ -373,11 +412,19 @@ mod tests {
         assert_eq!(Request::Status.to_line(), "{\"v\":1,\"cmd\":\"status\"}\n");
         assert_eq!(
             Request::Signal {
-                signal: "HUP".into(),
-                target: "web.2".into()
+                signal: SignalName::parse("HUP").unwrap(),
+                target: t("web.2")
             }
             .to_line(),
-            "{\"v\":1,\"cmd\":\"signal\",\"signal\":\"HUP\",\"target\":\"web.2\"}\n"
+            "{\"v\":1,\"cmd\":\"signal\",\"signal\":\"SIGHUP\",\"target\":\"web.2\"}\n"
+        );
+        // Every spelling of the file is read; numbers too.
+        assert_eq!(
+            parse_request(br#"{"v":1,"cmd":"signal","signal":"usr1","target":"web"}"#),
+            Ok(Request::Signal {
+                signal: SignalName(Signal::SIGUSR1),
+                target: t("web")
+            })
         );
         assert_eq!(Response::ok().to_line(), "{\"ok\":true}\n");
         assert_eq!(

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mio::Token;
 
 use super::Runtime;
-use crate::config::units::{format_duration, parse_signal};
-use crate::control::protocol::{InstanceStatus, LogLine, Request, Response, StatusReport, Target};
+use crate::config::units::format_duration;
+use crate::control::protocol::{
+    InstanceStatus, LogLine, Request, Response, SignalName, StatusReport, Target,
+};
 use crate::control::server::{ClientId, ControlServer, ServerEvent};
 use crate::os;
 use crate::plan::{self, Plan};
@@ -121,10 +123,9 @@ impl Runtime {
     }
 
     /// The instances a target names in the running config.
-    fn resolve(&self, target: &str) -> Result<Vec<InstanceId>, String> {
-        let target = Target::parse(target)?;
+    fn resolve(&self, target: &Target) -> Result<Vec<InstanceId>, String> {
         let apps = &self.desired.eco.apps;
-        let ids: Vec<InstanceId> = match &target {
+        let ids: Vec<InstanceId> = match target {
             Target::All => apps
                 .iter()
                 .flat_map(|a| (0..a.instances).map(|i| InstanceId::new(&a.name, i)))
@@ -179,13 +180,6 @@ impl Runtime {
                 lines,
                 follow,
             } => {
-                let target = match Target::parse(&target) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        self.reply(client, Response::error(e));
-                        return;
-                    }
-                };
                 let lines = self.ring.last(&target, lines);
                 let answered = self.reply(
                     client,
@@ -201,7 +195,7 @@ impl Runtime {
                 return;
             }
             Request::Signal { signal, target } => {
-                let response = self.signal_target(&signal, &target);
+                let response = self.signal_target(signal, &target);
                 self.reply(client, response);
                 return;
             }
@@ -270,11 +264,7 @@ impl Runtime {
         });
     }
 
-    fn signal_target(&mut self, signal: &str, target: &str) -> Response {
-        let signal = match parse_signal(signal) {
-            Ok(s) => s,
-            Err(e) => return Response::error(e),
-        };
+    fn signal_target(&mut self, SignalName(signal): SignalName, target: &Target) -> Response {
         let ids = match self.resolve(target) {
             Ok(ids) => ids,
             Err(e) => return Response::error(e),
