@@ -135,8 +135,13 @@ fn terminal_width() -> Option<usize> {
     if let Some(cols) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
         return Some(cols);
     }
-    // SAFETY: TIOCGWINSZ fills a winsize struct we own.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the winsize struct we pass, which we own.
     let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut size) } == 0;
     (ok && size.ws_col > 0).then_some(size.ws_col as usize)
 }

@@ -2,6 +2,7 @@
 //! apps: mark every one above stderr close-on-exec before anything else runs.
 
 use std::fs;
+use std::os::fd::{AsRawFd, IntoRawFd};
 
 pub fn close_inherited_on_exec() {
     let Ok(dir) = fs::read_dir("/proc/self/fd") else {
@@ -12,9 +13,10 @@ pub fn close_inherited_on_exec() {
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .filter(|fd| *fd > 2)
         .collect();
-    for fd in fds {
-        // SAFETY: F_GETFD/F_SETFD on a descriptor number; a closed one just fails.
-        unsafe {
+    // SAFETY: F_GETFD/F_SETFD on descriptor numbers only (no memory is passed); one
+    // that is closed meanwhile (the read_dir's own) just fails.
+    unsafe {
+        for fd in fds {
             let flags = libc::fcntl(fd, libc::F_GETFD);
             if flags >= 0 {
                 libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
@@ -33,20 +35,15 @@ pub const RESERVED_FDS: usize = 32;
 /// socket dup2'ed onto fd 3 could replace that channel and turn a failed exec into a
 /// silent exit. Call before any thread or descriptor is created.
 pub fn reserve_low_fds() {
-    let Ok(null) = std::fs::File::open("/dev/null") else {
-        return;
-    };
-    let null_fd = std::os::fd::AsRawFd::as_raw_fd(&null);
-    for fd in 3..3 + RESERVED_FDS as i32 {
-        // SAFETY: F_GETFD probes a descriptor number; dup3 onto a free number only.
-        unsafe {
-            if fd != null_fd && libc::fcntl(fd, libc::F_GETFD) < 0 {
-                libc::dup3(null_fd, fd, libc::O_CLOEXEC);
-            }
+    // open(2) returns the lowest free number: open /dev/null (std opens close-on-exec)
+    // until a descriptor lands above the range, keeping those inside it.
+    for _ in 0..RESERVED_FDS {
+        let Ok(null) = fs::File::open("/dev/null") else {
+            return;
+        };
+        if null.as_raw_fd() >= 3 + RESERVED_FDS as i32 {
+            return;
         }
-    }
-    // `null` itself sits inside the range; keep it open as one of the placeholders.
-    if (null_fd as usize) < 3 + RESERVED_FDS {
-        std::mem::forget(null);
+        let _placeholder = null.into_raw_fd();
     }
 }

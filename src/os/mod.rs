@@ -8,39 +8,32 @@ pub mod reap;
 pub mod sd_notify;
 pub mod sockets;
 pub mod spawn;
+pub mod users;
 
-use nix::sys::signal::Signal;
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// Send `signal` to every process of the group `pgid`.
 pub fn signal_group(pgid: i32, signal: Signal) -> std::io::Result<()> {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    if unsafe { libc::kill(-pgid, signal as libc::c_int) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    Ok(kill(Pid::from_raw(-pgid), signal)?)
 }
 
 /// Send `signal` to one process.
 pub fn signal_process(pid: i32, signal: Signal) -> std::io::Result<()> {
-    // SAFETY: as above.
-    if unsafe { libc::kill(pid, signal as libc::c_int) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    Ok(kill(Pid::from_raw(pid), signal)?)
 }
 
 /// Whether any process (zombies included) is still in the group `pgid`. EPERM means
 /// a member exists but changed its credentials.
 pub fn group_exists(pgid: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(-pgid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+    matches!(kill(Pid::from_raw(-pgid), None), Ok(()) | Err(Errno::EPERM))
 }
 
 /// The process group `pid` is in now, if it still exists.
 pub fn group_of(pid: i32) -> Option<i32> {
-    // SAFETY: getpgid(2) has no memory-safety preconditions.
-    let pgid = unsafe { libc::getpgid(pid) };
+    let pgid = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
+        .ok()?
+        .as_raw();
     (pgid > 0).then_some(pgid)
 }

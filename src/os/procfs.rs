@@ -9,6 +9,8 @@ use std::fs;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use nix::unistd::SysconfVar;
+
 /// Usage of one process group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
@@ -122,22 +124,17 @@ fn ticks_to_duration(ticks: u64, per_second: u64) -> Duration {
 }
 
 fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf(3) has no memory-safety preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
-    }
+    sysconf(SysconfVar::CLK_TCK, 100)
 }
 
 fn page_size() -> u64 {
-    // SAFETY: as above.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        p as u64
-    } else {
-        4096
+    sysconf(SysconfVar::PAGE_SIZE, 4096)
+}
+
+fn sysconf(var: SysconfVar, default: u64) -> u64 {
+    match nix::unistd::sysconf(var) {
+        Ok(Some(v)) if v > 0 => v as u64,
+        _ => default,
     }
 }
 
@@ -176,8 +173,7 @@ mod tests {
 
     #[test]
     fn our_own_group_is_found() {
-        // SAFETY: getpgrp(2) cannot fail.
-        let pgid = unsafe { libc::getpgrp() };
+        let pgid = nix::unistd::getpgrp().as_raw();
         // Burn a little CPU so the counter is not zero.
         let t0 = Instant::now();
         let mut x = 0u64;

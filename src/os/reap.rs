@@ -41,10 +41,5 @@ pub fn reap_all() -> Vec<(i32, ExitStatus)> {
 /// Not PID 1: ask the kernel to hand us the orphans of our descendants, so
 /// double-forked daemons are still reaped (and found at shutdown).
 pub fn become_subreaper() -> std::io::Result<()> {
-    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes a plain integer argument.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    Ok(nix::sys::prctl::set_child_subreaper(true)?)
 }

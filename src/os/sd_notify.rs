@@ -166,46 +166,40 @@ impl NotifySocket {
         loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
-            let (bytes, pid, truncated) = match recvmsg::<()>(
-                self.fd.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                flags,
-            ) {
-                Ok(msg) => {
-                    let mut pid = None;
-                    match msg.cmsgs() {
-                        Ok(cmsgs) => {
-                            for c in cmsgs {
-                                match c {
-                                    ControlMessageOwned::ScmCredentials(cred) => {
-                                        pid = Some(cred.pid())
-                                    }
-                                    ControlMessageOwned::ScmRights(fds) => {
-                                        for fd in fds {
-                                            // SAFETY: the kernel just installed this fd
-                                            // in our table; nobody else owns it.
-                                            drop(unsafe {
-                                                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
-                                            });
+            let (bytes, pid, truncated) =
+                match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {
+                    Ok(msg) => {
+                        let mut pid = None;
+                        match msg.cmsgs() {
+                            Ok(cmsgs) => {
+                                for c in cmsgs {
+                                    match c {
+                                        ControlMessageOwned::ScmCredentials(cred) => {
+                                            pid = Some(cred.pid())
                                         }
+                                        ControlMessageOwned::ScmRights(fds) => {
+                                            for fd in fds {
+                                                // The kernel just installed it in our
+                                                // table; nobody else owns it.
+                                                let _ = nix::unistd::close(fd);
+                                            }
+                                        }
+                                        _ => {}
                                     }
-                                    _ => {}
                                 }
                             }
+                            Err(e) => log::warn!("notify socket: control data: {e}"),
                         }
-                        Err(e) => log::warn!("notify socket: control data: {e}"),
+                        let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
+                        (msg.bytes, pid, truncated)
                     }
-                    let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
-                    (msg.bytes, pid, truncated)
-                }
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => break,
-                Err(e) => {
-                    log::warn!("notify socket {}: {e}", self.path.display());
-                    break;
-                }
-            };
+                    Err(Errno::EINTR) => continue,
+                    Err(Errno::EAGAIN) => break,
+                    Err(e) => {
+                        log::warn!("notify socket {}: {e}", self.path.display());
+                        break;
+                    }
+                };
             match pid {
                 _ if truncated => log::warn!(
                     "notify socket: dropped a datagram over {MAX_DATAGRAM} bytes (pid {pid:?})"

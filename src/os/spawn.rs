@@ -11,24 +11,18 @@
 //! waits for a child whose exec failed, and that must not race another waiter. We keep
 //! std's `Child` only to take its pipes; dropping it neither waits nor kills.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::config::AppSpec;
+use nix::sys::resource::Resource;
 
-/// Variables of supervise's own environment that describe supervise, not its apps.
-const NOT_INHERITED: &[&str] = &[
-    "LISTEN_PID",
-    "LISTEN_FDS",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-];
+pub use super::users::Ids;
+
 const LISTEN_PID: &[u8] = b"LISTEN_PID=";
 
 pub struct Spawned {
@@ -38,117 +32,32 @@ pub struct Spawned {
     pub stderr: Option<OwnedFd>,
 }
 
-/// What the runtime adds to an app's own spec for one spawn.
-#[derive(Default)]
-pub struct Extras<'a> {
+/// A resource limit to set in the child: (resource, soft, hard).
+pub type Rlimit = (Resource, libc::rlim_t, libc::rlim_t);
+
+/// Everything one exec needs, prepared by the caller: no lookup (of users, of `PATH`,
+/// of the environment) happens here.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    /// Absolute path of the executable.
+    pub program: PathBuf,
+    /// argv, argv[0] included.
+    pub argv: Vec<OsString>,
+    /// The whole environment, in order (the socket-activation variables below are
+    /// added to it).
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    pub ids: Option<Ids>,
+    pub limits: Vec<Rlimit>,
+    pub umask: Option<u32>,
     /// Listening sockets, in `listen` order, with their LISTEN_FDNAMES names.
-    pub sockets: Vec<(RawFd, &'a str)>,
+    pub sockets: Vec<(RawFd, String)>,
     /// `NOTIFY_SOCKET` for `ready = "notify"`.
-    pub notify_socket: Option<&'a OsStr>,
+    pub notify_socket: Option<PathBuf>,
     /// `WATCHDOG_USEC`, with `watchdog`.
     pub watchdog_usec: Option<u128>,
     /// Output to /dev/null (exec probes).
     pub quiet: bool,
-}
-
-/// The environment an instance gets: supervise's own (minus the socket-activation
-/// variables meant for supervise itself), the app's `env`, then `SUPERVISE_APP`,
-/// `SUPERVISE_INSTANCE` and `instance_var`.
-pub fn instance_env(
-    spec: &AppSpec,
-    index: u32,
-    user: Option<&nix::unistd::User>,
-) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| !NOT_INHERITED.iter().any(|n| OsStr::new(n) == k))
-        .collect();
-    let mut set = |k: &str, v: &str| {
-        env.retain(|(key, _)| key != k);
-        env.push((k.into(), v.into()));
-    };
-    if let Some(user) = user {
-        set("USER", &user.name);
-        set("LOGNAME", &user.name);
-        set("HOME", &user.dir.to_string_lossy());
-    }
-    for (k, v) in &spec.env {
-        set(k, v);
-    }
-    set("SUPERVISE_APP", &spec.name);
-    set("SUPERVISE_INSTANCE", &index.to_string());
-    if let Some(var) = &spec.instance_var {
-        set(var, &index.to_string());
-    }
-    env
-}
-
-fn lookup_user(name: &str) -> Option<nix::unistd::User> {
-    match name.parse::<u32>() {
-        Ok(uid) => nix::unistd::User::from_uid(uid.into()).ok().flatten(),
-        Err(_) => nix::unistd::User::from_name(name).ok().flatten(),
-    }
-}
-
-fn lookup_group(name: &str) -> Option<u32> {
-    match name.parse::<u32>() {
-        Ok(gid) => Some(gid),
-        Err(_) => nix::unistd::Group::from_name(name)
-            .ok()
-            .flatten()
-            .map(|g| g.gid.as_raw()),
-    }
-}
-
-/// uid, gid and supplementary groups for `user`/`group`.
-struct Ids {
-    uid: Option<libc::uid_t>,
-    gid: libc::gid_t,
-    groups: Vec<libc::gid_t>,
-}
-
-/// `user` looked up once per spawn (the passwd lookup may go to NSS): it gives both
-/// the ids and the USER/LOGNAME/HOME variables.
-fn resolve_user(spec: &AppSpec) -> io::Result<Option<nix::unistd::User>> {
-    match &spec.user {
-        Some(name) => lookup_user(name)
-            .map(Some)
-            .ok_or_else(|| missing("user", name)),
-        None => Ok(None),
-    }
-}
-
-fn missing(what: &str, name: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{what} {name:?} does not exist"),
-    )
-}
-
-fn resolve_ids(spec: &AppSpec, user: Option<nix::unistd::User>) -> io::Result<Option<Ids>> {
-    let group = match &spec.group {
-        Some(name) => Some(lookup_group(name).ok_or_else(|| missing("group", name))?),
-        None => None,
-    };
-    Ok(match (user, group) {
-        (None, None) => None,
-        (Some(user), group) => {
-            let gid = group.unwrap_or(user.gid.as_raw());
-            let cname = CString::new(user.name.as_bytes()).map_err(io::Error::other)?;
-            let groups = nix::unistd::getgrouplist(&cname, gid.into())
-                .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
-                .unwrap_or_else(|_| vec![gid]);
-            Some(Ids {
-                uid: Some(user.uid.as_raw()),
-                gid,
-                groups,
-            })
-        }
-        (None, Some(gid)) => Some(Ids {
-            uid: None,
-            gid,
-            groups: vec![gid],
-        }),
-    })
 }
 
 fn cstring(bytes: Vec<u8>) -> io::Result<CString> {
@@ -169,7 +78,7 @@ struct Image {
     /// Sockets to place at 3, 4, ...; `moved` receives their temporary copies.
     sockets: Vec<RawFd>,
     moved: Vec<RawFd>,
-    limits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
+    limits: Vec<(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)>,
     ids: Option<Ids>,
     umask: Option<libc::mode_t>,
 }
@@ -179,29 +88,28 @@ struct Image {
 unsafe impl Send for Image {}
 unsafe impl Sync for Image {}
 
-fn prepare(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Image> {
-    if extras.sockets.len() > super::fds::RESERVED_FDS {
+fn prepare(spec: &ExecSpec) -> io::Result<Image> {
+    if spec.sockets.len() > super::fds::RESERVED_FDS {
         return Err(io::Error::other(format!(
             "at most {} listen addresses per app",
             super::fds::RESERVED_FDS
         )));
     }
-    let program = cstring(spec.command.program.as_os_str().as_bytes().to_vec())?;
+    let program = cstring(spec.program.as_os_str().as_bytes().to_vec())?;
     let argv: Vec<CString> = spec
-        .command
         .argv
         .iter()
-        .map(|a| cstring(a.clone().into_bytes()))
+        .map(|a| cstring(a.as_bytes().to_vec()))
         .collect::<io::Result<_>>()?;
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
 
-    let user = resolve_user(spec)?;
-    let mut envp: Vec<Vec<u8>> = Vec::new();
-    for (k, v) in instance_env(spec, index, user.as_ref()) {
-        let mut entry = k.into_vec();
+    let mut envp: Vec<Vec<u8>> = Vec::with_capacity(spec.env.len() + 5);
+    for (k, v) in &spec.env {
+        let mut entry = Vec::with_capacity(k.len() + v.len() + 2);
+        entry.extend(k.as_bytes());
         entry.push(b'=');
-        entry.extend(v.into_vec());
+        entry.extend(v.as_bytes());
         if entry.contains(&0) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -211,19 +119,19 @@ fn prepare(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Image> {
         entry.push(0);
         envp.push(entry);
     }
-    if let Some(path) = extras.notify_socket {
+    if let Some(path) = &spec.notify_socket {
         let mut entry = b"NOTIFY_SOCKET=".to_vec();
-        entry.extend(path.as_bytes());
+        entry.extend(path.as_os_str().as_bytes());
         entry.push(0);
         envp.push(entry);
     }
-    if let Some(usec) = extras.watchdog_usec {
+    if let Some(usec) = spec.watchdog_usec {
         envp.push(format!("WATCHDOG_USEC={usec}\0").into_bytes());
     }
     let mut listen_pid_digits = None;
-    if !extras.sockets.is_empty() {
-        let names: Vec<&str> = extras.sockets.iter().map(|(_, n)| *n).collect();
-        envp.push(format!("LISTEN_FDS={}\0", extras.sockets.len()).into_bytes());
+    if !spec.sockets.is_empty() {
+        let names: Vec<&str> = spec.sockets.iter().map(|(_, n)| n.as_str()).collect();
+        envp.push(format!("LISTEN_FDS={}\0", spec.sockets.len()).into_bytes());
         envp.push(format!("LISTEN_FDNAMES={}\0", names.join(":")).into_bytes());
         // 20 digits hold any pid; the slot is NUL-filled so it is always terminated.
         let mut entry = LISTEN_PID.to_vec();
@@ -235,17 +143,7 @@ fn prepare(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Image> {
     let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr().cast()).collect();
     envp_ptrs.push(std::ptr::null());
 
-    let limits = spec
-        .limits
-        .iter()
-        .map(|l| {
-            (
-                l.resource as libc::__rlimit_resource_t,
-                l.value.unwrap_or(libc::RLIM_INFINITY),
-            )
-        })
-        .collect();
-    let sockets: Vec<RawFd> = extras.sockets.iter().map(|(fd, _)| *fd).collect();
+    let sockets: Vec<RawFd> = spec.sockets.iter().map(|(fd, _)| *fd).collect();
     Ok(Image {
         program,
         _argv: argv,
@@ -255,22 +153,26 @@ fn prepare(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Image> {
         listen_pid_digits,
         moved: vec![-1; sockets.len()],
         sockets,
-        limits,
-        ids: resolve_ids(spec, user)?,
+        limits: spec
+            .limits
+            .iter()
+            .map(|(r, soft, hard)| (*r as libc::__rlimit_resource_t, *soft, *hard))
+            .collect(),
+        ids: spec.ids.clone(),
         umask: spec.umask,
     })
 }
 
-pub fn spawn(spec: &AppSpec, index: u32, extras: &Extras) -> io::Result<Spawned> {
-    let mut image = prepare(spec, index, extras)?;
+pub fn spawn(spec: &ExecSpec) -> io::Result<Spawned> {
+    let mut image = prepare(spec)?;
     let output = || {
-        if extras.quiet {
+        if spec.quiet {
             Stdio::null()
         } else {
             Stdio::piped()
         }
     };
-    let mut cmd = Command::new(&spec.command.program);
+    let mut cmd = Command::new(&spec.program);
     cmd.current_dir(&spec.cwd)
         .env_clear()
         .stdin(Stdio::null())
@@ -315,10 +217,10 @@ unsafe fn exec_child(image: &mut Image) -> io::Result<()> {
     libc::sigemptyset(&mut set);
     libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     // Limits before dropping privileges: raising a hard limit needs them.
-    for (resource, value) in &image.limits {
+    for (resource, soft, hard) in &image.limits {
         let lim = libc::rlimit {
-            rlim_cur: *value,
-            rlim_max: *value,
+            rlim_cur: *soft,
+            rlim_max: *hard,
         };
         check(libc::setrlimit(*resource, &lim))?;
     }
@@ -398,24 +300,5 @@ mod tests {
             let end = buf.iter().position(|b| *b == 0).unwrap();
             assert_eq!(std::str::from_utf8(&buf[..end]).unwrap(), n.to_string());
         }
-    }
-
-    #[test]
-    fn env_overrides_and_strips_activation_variables() {
-        let mut spec = AppSpec::new("web", "/bin/true", &["true"]);
-        spec.env.insert("PATH".into(), "/custom".into());
-        spec.instance_var = Some("NODE_APP_INSTANCE".into());
-        let env = instance_env(&spec, 2, None);
-        let get = |k: &str| {
-            env.iter()
-                .filter(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(get("PATH"), vec![OsString::from("/custom")]);
-        assert_eq!(get("SUPERVISE_APP"), vec![OsString::from("web")]);
-        assert_eq!(get("SUPERVISE_INSTANCE"), vec![OsString::from("2")]);
-        assert_eq!(get("NODE_APP_INSTANCE"), vec![OsString::from("2")]);
-        assert!(get("LISTEN_PID").is_empty());
     }
 }

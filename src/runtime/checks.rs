@@ -129,14 +129,12 @@ impl Runtime {
                 flight.what = what;
             }
             Probe::Exec(command) => {
-                let mut probe_spec = spec.clone();
-                probe_spec.command = command.clone();
                 flight.what = format!("exec {}", command.argv.join(" "));
-                let extras = os::spawn::Extras {
-                    quiet: true,
-                    ..Default::default()
-                };
-                match os::spawn::spawn(&probe_spec, id.index, &extras) {
+                let spawned = self
+                    .launcher
+                    .exec_spec(spec, id.index, Some(command))
+                    .and_then(|exec| os::spawn::spawn(&exec));
+                match spawned {
                     Ok(child) => {
                         self.leaders.insert(child.pid, Owner::Probe(probe_id));
                         flight.exec = Some((child.pid, now + timeout));

@@ -27,6 +27,7 @@ mod checks;
 mod control;
 mod exits;
 mod guards;
+mod launch;
 mod perform;
 mod pipes;
 mod reload;
@@ -84,6 +85,8 @@ pub struct Runtime {
     leaders: HashMap<i32, Owner>,
     /// Listening sockets of cluster mode, bound once and kept across restarts.
     sockets: os::sockets::SocketSet,
+    /// Prepares what each spawn executes (environment, users resolved per load).
+    launcher: launch::Launcher,
     checks: checks::Checks,
     pipes: pipes::Pipes,
     output: Output,
@@ -162,6 +165,7 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
         memory_check_at: None,
         waker: waker.clone(),
         sockets,
+        launcher: launch::Launcher::new(&ecosystem),
         checks: checks::Checks::new(waker_for_checks),
         poll,
         signals,

@@ -7,7 +7,6 @@ use nix::sys::signal::Signal;
 
 use super::{Owner, Runtime};
 use crate::config::units::format_duration;
-use crate::config::ReadySpec;
 use crate::logs::Stream;
 use crate::os;
 use crate::plan::{stop_policy, Action};
@@ -44,25 +43,10 @@ impl Runtime {
         };
         let generation = self.desired.generation(spec);
         let now = Instant::now();
-        let names: Vec<String> = spec.listen.iter().map(os::sockets::fd_name).collect();
-        let extras = os::spawn::Extras {
-            sockets: spec
-                .listen
-                .iter()
-                .zip(&names)
-                .filter_map(|(addr, name)| Some((self.sockets.get(addr)?.raw_fd(), name.as_str())))
-                .collect(),
-            notify_socket: match (&spec.ready, &self.checks.notify) {
-                (ReadySpec::Notify, Some(socket)) => Some(socket.path().as_os_str()),
-                _ => None,
-            },
-            watchdog_usec: spec
-                .watchdog
-                .filter(|_| spec.ready == ReadySpec::Notify)
-                .map(|d| d.as_micros()),
-            quiet: false,
-        };
-        match os::spawn::spawn(spec, id.index, &extras) {
+        let spawned = self
+            .instance_exec(spec, id.index)
+            .and_then(|exec| os::spawn::spawn(&exec));
+        match spawned {
             Ok(child) => {
                 self.leaders.insert(child.pid, Owner::Instance(id.clone()));
                 self.observed.spawned(&id, child.pid, generation, now);

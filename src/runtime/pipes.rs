@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+use nix::errno::Errno;
 
 use crate::logs::{LineSplitter, Stream};
 use crate::state::InstanceId;
@@ -175,24 +176,21 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
             return Turn::Again;
         }
         reads_left -= 1;
-        // SAFETY: reading into a buffer we own, of the length we pass.
-        let n = unsafe { libc::read(pipe.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = nix::unistd::read(&pipe.fd, buf);
         let pending = &mut pipe.pending;
         let mut emit = |line: Vec<u8>, cut: bool| pending.push_back((line, cut, 0));
         match n {
-            0 => {
+            Ok(0) => {
                 pipe.splitter.finish(&mut emit);
                 pipe.eof = true;
             }
-            n if n > 0 => pipe.splitter.push(&buf[..n as usize], &mut emit),
-            _ => match io::Error::last_os_error().kind() {
-                io::ErrorKind::WouldBlock => return Turn::Idle,
-                io::ErrorKind::Interrupted => {}
-                _ => {
-                    pipe.splitter.finish(&mut emit);
-                    pipe.eof = true;
-                }
-            },
+            Ok(n) => pipe.splitter.push(&buf[..n], &mut emit),
+            Err(Errno::EAGAIN) => return Turn::Idle,
+            Err(Errno::EINTR) => {}
+            Err(_) => {
+                pipe.splitter.finish(&mut emit);
+                pipe.eof = true;
+            }
         }
     }
 }

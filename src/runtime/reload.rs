@@ -218,6 +218,7 @@ impl Runtime {
                 // Keep the fingerprint of what was read *before* parsing: re-reading now
                 // could record a save that landed meanwhile as applied, and lose it.
                 self.output.set_apps(&app_names(&eco));
+                self.launcher.resolve_users(&eco);
                 self.desired.eco = eco;
                 self.observed.config_error = None;
                 self.observed.failed_generation.clear();

@@ -1,0 +1,223 @@
+//! From an app's spec to the prepared exec spec `os::spawn` runs: the one place that
+//! decides what a child gets (its environment, ids, limits, sockets).
+//!
+//! The slow parts are done ahead of time: supervise's own environment is read once at
+//! start, and every app's `user`/`group` is resolved once per config load (NSS may
+//! block), so the spawn path and the exec-probe path only copy what is ready.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
+
+use super::Runtime;
+use crate::config::{AppSpec, CommandLine, Ecosystem, ReadySpec};
+use crate::os::sockets::fd_name;
+use crate::os::spawn::ExecSpec;
+use crate::os::users::{self, Identity};
+
+/// Variables of supervise's own environment that describe supervise, not its apps.
+const NOT_INHERITED: &[&str] = &[
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
+
+pub(super) struct Launcher {
+    /// supervise's environment, minus the variables meant for supervise itself.
+    base_env: Vec<(OsString, OsString)>,
+    /// Per app: its resolved `user`/`group`, or why they did not resolve.
+    identities: HashMap<String, Result<Identity, String>>,
+}
+
+impl Launcher {
+    pub(super) fn new(eco: &Ecosystem) -> Launcher {
+        let base_env = std::env::vars_os()
+            .filter(|(k, _)| !NOT_INHERITED.iter().any(|n| OsStr::new(n) == k))
+            .collect();
+        let mut launcher = Launcher {
+            base_env,
+            identities: HashMap::new(),
+        };
+        launcher.resolve_users(eco);
+        launcher
+    }
+
+    /// Look every app's `user` and `group` up: at start and on each reload only.
+    /// Apps sharing a (user, group) pair share one lookup.
+    pub(super) fn resolve_users(&mut self, eco: &Ecosystem) {
+        type Resolved = Result<Identity, String>;
+        let mut seen: HashMap<(Option<&str>, Option<&str>), Resolved> = HashMap::new();
+        self.identities = eco
+            .apps
+            .iter()
+            .map(|app| {
+                let key = (app.user.as_deref(), app.group.as_deref());
+                let identity = seen
+                    .entry(key)
+                    .or_insert_with(|| users::resolve(key.0, key.1).map_err(|e| e.to_string()))
+                    .clone();
+                (app.name.clone(), identity)
+            })
+            .collect();
+    }
+
+    fn identity(&self, app: &str) -> io::Result<&Identity> {
+        match self.identities.get(app) {
+            Some(Ok(identity)) => Ok(identity),
+            Some(Err(e)) => Err(io::Error::new(io::ErrorKind::NotFound, e.clone())),
+            None => Err(io::Error::other(format!("{app}: no resolved user"))),
+        }
+    }
+
+    /// What instance `index` of `spec` runs: its command, and `command` (an exec
+    /// probe's) when given. Probes are quiet and get no sockets or notify socket.
+    pub(super) fn exec_spec(
+        &self,
+        spec: &AppSpec,
+        index: u32,
+        command: Option<&CommandLine>,
+    ) -> io::Result<ExecSpec> {
+        let identity = self.identity(&spec.name)?;
+        let cmd = command.unwrap_or(&spec.command);
+        Ok(ExecSpec {
+            program: cmd.program.clone(),
+            argv: cmd.argv.iter().map(OsString::from).collect(),
+            env: instance_env(&self.base_env, spec, index, identity),
+            cwd: spec.cwd.clone(),
+            ids: identity.ids.clone(),
+            limits: spec
+                .limits
+                .iter()
+                .map(|l| {
+                    let value = l.value.unwrap_or(libc::RLIM_INFINITY);
+                    (l.resource, value, value)
+                })
+                .collect(),
+            umask: spec.umask,
+            quiet: command.is_some(),
+            watchdog_usec: match command {
+                None if spec.ready == ReadySpec::Notify => spec.watchdog.map(|d| d.as_micros()),
+                _ => None,
+            },
+            ..ExecSpec::default()
+        })
+    }
+}
+
+impl Runtime {
+    /// What instance `index` of `spec` runs, with its listening sockets and, for
+    /// `ready = "notify"`, the notify socket.
+    pub(super) fn instance_exec(&self, spec: &AppSpec, index: u32) -> io::Result<ExecSpec> {
+        let mut exec = self.launcher.exec_spec(spec, index, None)?;
+        exec.sockets = spec
+            .listen
+            .iter()
+            .filter_map(|addr| Some((self.sockets.get(addr)?.raw_fd(), fd_name(addr))))
+            .collect();
+        exec.notify_socket = match (&spec.ready, &self.checks.notify) {
+            (ReadySpec::Notify, Some(socket)) => Some(socket.path().to_path_buf()),
+            _ => None,
+        };
+        Ok(exec)
+    }
+}
+
+/// The environment an instance gets: supervise's own (`base`), USER/LOGNAME/HOME of
+/// `user`, the app's `env`, then `SUPERVISE_APP`, `SUPERVISE_INSTANCE` and
+/// `instance_var`. Later entries replace earlier ones of the same name.
+pub(super) fn instance_env(
+    base: &[(OsString, OsString)],
+    spec: &AppSpec,
+    index: u32,
+    identity: &Identity,
+) -> Vec<(OsString, OsString)> {
+    let mut env = Env(base.to_vec());
+    if let Some(account) = &identity.account {
+        env.set("USER", &account.name);
+        env.set("LOGNAME", &account.name);
+        env.set("HOME", &account.home);
+    }
+    for (k, v) in &spec.env {
+        env.set(k, v);
+    }
+    let index = index.to_string();
+    env.set("SUPERVISE_APP", &spec.name);
+    env.set("SUPERVISE_INSTANCE", &index);
+    if let Some(var) = &spec.instance_var {
+        env.set(var, &index);
+    }
+    env.0
+}
+
+/// An environment being built: `set` replaces a variable in place or appends it.
+struct Env(Vec<(OsString, OsString)>);
+
+impl Env {
+    fn set(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.to_os_string(),
+            None => self.0.push((key.to_os_string(), value.to_os_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(env: &[(OsString, OsString)], k: &str) -> Vec<OsString> {
+        env.iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_and_strips_activation_variables() {
+        let mut spec = AppSpec::new("web", "/bin/true", &["true"]);
+        spec.env.insert("PATH".into(), "/custom".into());
+        spec.instance_var = Some("NODE_APP_INSTANCE".into());
+        let base = vec![
+            ("PATH".into(), "/usr/bin".into()),
+            ("TERM".into(), "dumb".into()),
+        ];
+        let env = instance_env(&base, &spec, 2, &Identity::default());
+        assert_eq!(get(&env, "PATH"), vec![OsString::from("/custom")]);
+        assert_eq!(get(&env, "TERM"), vec![OsString::from("dumb")]);
+        assert_eq!(get(&env, "SUPERVISE_APP"), vec![OsString::from("web")]);
+        assert_eq!(get(&env, "SUPERVISE_INSTANCE"), vec![OsString::from("2")]);
+        assert_eq!(get(&env, "NODE_APP_INSTANCE"), vec![OsString::from("2")]);
+    }
+
+    #[test]
+    fn users_are_resolved_once_per_load_and_probes_reuse_them() {
+        let mut web = AppSpec::new("web", "/bin/true", &["true"]);
+        web.user = Some("root".into());
+        let mut bad = AppSpec::new("bad", "/bin/true", &["true"]);
+        bad.user = Some("no-such-user-supervise".into());
+        let eco = Ecosystem {
+            path: "/e.toml".into(),
+            settings: Default::default(),
+            apps: vec![web.clone(), bad.clone()],
+        };
+        let launcher = Launcher::new(&eco);
+        let exec = launcher.exec_spec(&web, 0, None).unwrap();
+        assert_eq!(exec.ids.as_ref().and_then(|i| i.uid), Some(0));
+        assert_eq!(get(&exec.env, "USER"), vec![OsString::from("root")]);
+        assert!(!exec.quiet);
+        let probe = CommandLine {
+            program: "/bin/echo".into(),
+            argv: vec!["echo".into(), "hi".into()],
+        };
+        let exec = launcher.exec_spec(&web, 1, Some(&probe)).unwrap();
+        assert_eq!(exec.program, std::path::PathBuf::from("/bin/echo"));
+        assert_eq!(exec.argv, vec![OsString::from("echo"), "hi".into()]);
+        assert!(exec.quiet && exec.sockets.is_empty());
+        let e = launcher.exec_spec(&bad, 0, None).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
+}
