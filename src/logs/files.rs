@@ -27,15 +27,16 @@
 //! the queue fills up until the instances are held back. The writer never wakes while idle.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use super::open_files::file_name;
+use super::open_files::{Files, Part};
 use super::output::CUT_MARK;
+use super::writer::{Drain, Retry, Writer};
 use super::Stream;
 
 /// Bytes of lines the queue may hold before `try_line` refuses lines.
@@ -46,9 +47,6 @@ pub const MAX_OPEN: usize = 256;
 const LINE_OVERHEAD: usize = 64;
 /// The writer writes its buffer out once it holds this much.
 const WRITE_AT: usize = 64 * 1024;
-/// First and longest delay between attempts while writing fails.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(1);
 /// Length of `humantime::format_rfc3339_millis` plus its space.
 const TIMESTAMP_LEN: usize = "2000-01-01T00:00:00.000Z ".len();
 
@@ -76,43 +74,19 @@ struct Line {
     cut: bool,
 }
 
-#[derive(Default)]
-struct State {
-    queue: VecDeque<Line>,
-    /// Bytes (plus overhead) in `queue`.
-    bytes: usize,
-    /// A line was refused (or `has_room` said no): wake the waker when there is room.
-    want_wake: bool,
-    /// Close every file at the next turn.
-    reopen: bool,
-    /// New settings, applied at the next turn.
-    settings: Option<FileSettings>,
-    stop: bool,
-    /// Give up on lines that cannot be written and end.
-    abandon: bool,
-    done: bool,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    /// The writer waits here for lines, settings, `reopen` or `stop`.
-    work: Condvar,
-    /// `finish` waits here for `done`.
-    done: Condvar,
-    bound: usize,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// What the writer thread is handed.
+enum Item {
+    Line(Line),
+    /// New settings (urgent).
+    Settings(FileSettings),
+    /// Close every file (urgent).
+    Reopen,
 }
 
 /// Handle to the log files' writer thread, owned by the event loop. Every method is cheap and
 /// never blocks on the disk.
 pub struct LogFiles {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    writer: Writer<Item>,
 }
 
 impl LogFiles {
@@ -130,13 +104,7 @@ impl LogFiles {
         max_open: usize,
     ) -> io::Result<LogFiles> {
         check_dir(&settings.dir)?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            work: Condvar::new(),
-            done: Condvar::new(),
-            bound,
-        });
-        let writer = Writer {
+        let drain = FilesDrain {
             files: Files {
                 settings,
                 map: HashMap::new(),
@@ -146,30 +114,16 @@ impl LogFiles {
             },
             out: Vec::with_capacity(2 * WRITE_AT),
             out_key: None,
-            pending: VecDeque::new(),
-            retry: None,
             warned: false,
         };
-        let s = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("supervise-logfiles".into())
-            .spawn(move || run(&s, writer, waker))?;
-        Ok(LogFiles {
-            shared,
-            thread: Some(thread),
-        })
+        let writer = Writer::start("supervise-logfiles", drain, bound, 0, waker)?;
+        Ok(LogFiles { writer })
     }
 
     /// Queues one line (without its newline) of an instance. False when the queue is full:
     /// the caller should then stop reading that pipe until the waker fires.
     pub fn try_line(&self, app: &str, index: u32, stream: Stream, line: &[u8], cut: bool) -> bool {
-        let mut st = self.shared.lock();
-        if st.bytes >= self.shared.bound {
-            st.want_wake = true;
-            return false;
-        }
-        let was_empty = st.queue.is_empty();
-        st.queue.push_back(Line {
+        let item = Item::Line(Line {
             time: SystemTime::now(),
             app: app.to_owned(),
             index,
@@ -177,75 +131,34 @@ impl LogFiles {
             line: line.to_vec(),
             cut,
         });
-        st.bytes += line.len() + LINE_OVERHEAD;
-        drop(st);
-        if was_empty {
-            self.shared.work.notify_one();
-        }
-        true
+        self.writer
+            .try_push(item, line.len() + LINE_OVERHEAD)
+            .is_ok()
     }
 
     /// Whether `try_line` would accept a line now. When it returns false, the waker will
     /// fire once there is room, as after a refusal.
     pub fn has_room(&self) -> bool {
-        let mut st = self.shared.lock();
-        if st.bytes < self.shared.bound {
-            true
-        } else {
-            st.want_wake = true;
-            false
-        }
+        self.writer.has_room()
     }
 
     /// Closes every file at the writer's next turn, so that lines queued from now on go to
     /// files opened anew (after logrotate moved the old ones away).
     pub fn reopen(&self) {
-        self.shared.lock().reopen = true;
-        self.shared.work.notify_one();
+        self.writer.urgent(Item::Reopen);
     }
 
     /// New settings (on reload), applied at the writer's next turn: lines queued from now on
     /// follow them (lines queued just before may too). A new directory is created by the
     /// writer; if that fails, it warns and retries like any write error.
     pub fn set(&self, settings: FileSettings) {
-        self.shared.lock().settings = Some(settings);
-        self.shared.work.notify_one();
-    }
-
-    fn stop(&self, abandon: bool) {
-        let mut st = self.shared.lock();
-        st.stop = true;
-        st.abandon |= abandon;
-        drop(st);
-        self.shared.work.notify_one();
+        self.writer.urgent(Item::Settings(settings));
     }
 
     /// Writes out what is queued and stops the thread, waiting at most `deadline`: past it,
     /// lines that could not be written are given up and the thread is left to end alone.
-    pub fn finish(mut self, deadline: Duration) {
-        self.stop(false);
-        let st = self.shared.lock();
-        let (st, _) = self
-            .shared
-            .done
-            .wait_timeout_while(st, deadline, |s| !s.done)
-            .unwrap_or_else(PoisonError::into_inner);
-        let done = st.done;
-        drop(st);
-        if let Some(thread) = self.thread.take() {
-            if done {
-                let _ = thread.join();
-            }
-        }
-        // `drop` then tells a left-behind thread to give up.
-    }
-}
-
-impl Drop for LogFiles {
-    /// Without `finish`, the thread still writes out what is queued, giving up at the first
-    /// error, then ends.
-    fn drop(&mut self) {
-        self.stop(true);
+    pub fn finish(self, deadline: Duration) {
+        self.writer.finish(deadline);
     }
 }
 
@@ -265,266 +178,57 @@ fn check_dir(dir: &Path) -> io::Result<()> {
     .map_err(|e| fail(e.into()))
 }
 
-/// The writer thread.
-fn run(shared: &Shared, mut w: Writer, waker: Option<Arc<mio::Waker>>) {
-    loop {
-        let mut st = shared.lock();
-        if let Some(delay) = w.retry {
-            // Writing fails: wait, unless something that may help comes.
-            st = shared
-                .work
-                .wait_timeout_while(st, delay, |s| {
-                    !s.abandon && !s.reopen && s.settings.is_none()
-                })
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            if st.abandon {
-                break;
-            }
-        } else {
-            // Everything is written: sleep until there is something to do.
-            st = shared
-                .work
-                .wait_while(st, |s| {
-                    s.queue.is_empty() && !s.stop && !s.reopen && s.settings.is_none()
-                })
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        let settings = st.settings.take();
-        let reopen = std::mem::take(&mut st.reopen);
-        let mut wake = false;
-        if w.pending.is_empty() && w.out.is_empty() {
-            // Take more lines only once everything taken is written.
-            std::mem::swap(&mut st.queue, &mut w.pending);
-            st.bytes = 0;
-            wake = std::mem::take(&mut st.want_wake);
-        }
-        let finished = st.stop && w.pending.is_empty() && w.out.is_empty();
-        drop(st);
-        if wake {
-            if let Some(waker) = &waker {
-                let _ = waker.wake();
-            }
-        }
-        if finished {
-            break;
-        }
-        if let Some(settings) = settings {
-            w.set(settings);
-        }
-        if reopen {
-            w.reopen();
-        }
-        w.turn();
-    }
-    w.files.close_all();
-    shared.lock().done = true;
-    shared.done.notify_all();
-}
-
-/// Which file of an instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Part {
-    Out,
-    Err,
-    Merged,
-}
-
-impl Part {
-    fn of(stream: Stream, merge: bool) -> Part {
-        match stream {
-            _ if merge => Part::Merged,
-            Stream::Stdout => Part::Out,
-            Stream::Stderr => Part::Err,
-        }
-    }
-
-    fn suffix(self) -> &'static str {
-        match self {
-            Part::Out => "out.log",
-            Part::Err => "err.log",
-            Part::Merged => "log",
-        }
-    }
-}
-
-/// A file name: `APP.N.out.log`, `APP.N.err.log` or `APP.N.log`.
-pub fn file_name(app: &str, index: u32, stream: Stream, merge: bool) -> String {
-    format!("{app}.{index}.{}", Part::of(stream, merge).suffix())
-}
-
-struct OpenFile {
-    file: File,
-    /// Bytes in the file, as far as we know.
-    size: u64,
-    /// `Files::clock` at the last use, for the LRU.
-    used: u64,
-    /// Renaming it failed: let it grow rather than retry at every line.
-    no_rotate: bool,
-}
-
-/// The open files, by app, then by instance and part.
-struct Files {
-    settings: FileSettings,
-    map: HashMap<String, HashMap<(u32, Part), OpenFile>>,
-    /// Number of files in `map`.
-    open: usize,
-    max_open: usize,
-    clock: u64,
-}
-
-impl Files {
-    fn path(&self, app: &str, index: u32, part: Part) -> PathBuf {
-        self.settings
-            .dir
-            .join(format!("{app}.{index}.{}", part.suffix()))
-    }
-
-    /// The open file, opened (and created) if needed.
-    fn get(&mut self, app: &str, index: u32, part: Part) -> io::Result<&mut OpenFile> {
-        self.clock += 1;
-        let clock = self.clock;
-        let known = self
-            .map
-            .get(app)
-            .is_some_and(|m| m.contains_key(&(index, part)));
-        if !known {
-            if self.open >= self.max_open {
-                self.evict();
-            }
-            let file = self.open_file(&self.path(app, index, part))?;
-            self.map
-                .entry(app.to_owned())
-                .or_default()
-                .insert((index, part), file);
-            self.open += 1;
-            debug_assert!(self.open <= self.max_open);
-        }
-        let f = self
-            .map
-            .get_mut(app)
-            .and_then(|m| m.get_mut(&(index, part)))
-            .expect("just opened");
-        f.used = clock;
-        Ok(f)
-    }
-
-    fn open_file(&self, path: &Path) -> io::Result<OpenFile> {
-        let open = || {
-            OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o640)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(path)
-        };
-        let file = match open() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The directory went away: make it again.
-                fs::create_dir_all(&self.settings.dir)?;
-                open()
-            }
-            r => r,
-        }
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        let size = file.metadata()?.len();
-        Ok(OpenFile {
-            file,
-            size,
-            used: 0,
-            no_rotate: false,
-        })
-    }
-
-    /// Closes the least recently used file.
-    fn evict(&mut self) {
-        let lru = self
-            .map
-            .iter()
-            .flat_map(|(app, m)| m.iter().map(move |(k, f)| (f.used, app, *k)))
-            .min_by_key(|(used, _, _)| *used)
-            .map(|(_, app, k)| (app.clone(), k));
-        if let Some((app, k)) = lru {
-            self.close(&app, k.0, k.1);
-        }
-    }
-
-    fn close(&mut self, app: &str, index: u32, part: Part) {
-        if let Some(m) = self.map.get_mut(app) {
-            if m.remove(&(index, part)).is_some() {
-                self.open -= 1;
-            }
-            if m.is_empty() {
-                self.map.remove(app);
-            }
-        }
-    }
-
-    fn close_all(&mut self) {
-        self.map.clear();
-        self.open = 0;
-    }
-
-    /// Shifts the old files, moves the current one to `.1` and opens a fresh one. An `Err`
-    /// means the fresh file could not be opened (the old one is closed).
-    fn rotate(&mut self, app: &str, index: u32, part: Part) -> io::Result<()> {
-        let path = self.path(app, index, part);
-        let numbered = |i: u32| {
-            let mut p = path.clone().into_os_string();
-            p.push(format!(".{i}"));
-            PathBuf::from(p)
-        };
-        let keep = self.settings.keep;
-        // Files beyond `keep` (left by a larger `keep` before a reload).
-        let mut i = keep.saturating_add(1);
-        while fs::remove_file(numbered(i)).is_ok() {
-            i += 1;
-        }
-        let moved = if keep == 0 {
-            gone_ok(fs::remove_file(&path))
-        } else {
-            (1..keep)
-                .rev()
-                .map(|i| gone_ok(fs::rename(numbered(i), numbered(i + 1))))
-                .find(Result::is_err)
-                .unwrap_or(Ok(()))
-                .and_then(|()| gone_ok(fs::rename(&path, numbered(1))))
-        };
-        if let Err(e) = moved {
-            log::warn!(
-                "log files: cannot rotate {}: {e}; it keeps growing until reopened",
-                path.display()
-            );
-            self.get(app, index, part)?.no_rotate = true;
-            return Ok(());
-        }
-        self.close(app, index, part);
-        self.get(app, index, part).map(|_| ())
-    }
-}
-
-fn gone_ok(r: io::Result<()>) -> io::Result<()> {
-    match r {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        r => r,
-    }
-}
-
-/// The writer thread's state.
-struct Writer {
+/// The drain of the log files' writer.
+struct FilesDrain {
     files: Files,
     /// Formatted bytes not yet written, all for `out_key`'s file.
     out: Vec<u8>,
     out_key: Option<(String, u32, Part)>,
-    /// Lines taken from the queue, not yet formatted into `out`.
-    pending: VecDeque<Line>,
-    /// Writing fails: the delay before the next attempt.
-    retry: Option<Duration>,
     /// A warning was logged for the current failure.
     warned: bool,
 }
 
-impl Writer {
+impl Drain for FilesDrain {
+    type Item = Item;
+
+    /// Writes what is pending, noting success or failure.
+    fn write(&mut self, items: &mut VecDeque<Item>) -> Result<(), Retry> {
+        match self.write_pending(items) {
+            Ok(()) => {
+                if std::mem::take(&mut self.warned) {
+                    log::info!("log files: writing again");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.warned, true) {
+                    log::warn!(
+                        "log files: cannot write in {}: {e}; keeping the lines and retrying",
+                        self.files.settings.dir.display()
+                    );
+                }
+                Err(Retry)
+            }
+        }
+    }
+
+    fn urgent(&mut self, item: Item) {
+        match item {
+            Item::Settings(settings) => self.set(settings),
+            Item::Reopen => {
+                let _ = self.flush_out();
+                self.files.close_all();
+            }
+            Item::Line(_) => {}
+        }
+    }
+
+    fn close(&mut self) {
+        self.files.close_all();
+    }
+}
+
+impl FilesDrain {
     fn set(&mut self, settings: FileSettings) {
         let old = &self.files.settings;
         if settings.dir != old.dir || settings.merge != old.merge {
@@ -537,37 +241,12 @@ impl Writer {
         self.files.settings = settings;
     }
 
-    fn reopen(&mut self) {
-        let _ = self.flush_out();
-        self.files.close_all();
-    }
-
-    /// Writes what is pending, noting success or failure.
-    fn turn(&mut self) {
-        match self.write_pending() {
-            Ok(()) => {
-                if std::mem::take(&mut self.warned) {
-                    log::info!("log files: writing again");
-                }
-                self.retry = None;
-            }
-            Err(e) => {
-                if !std::mem::replace(&mut self.warned, true) {
-                    log::warn!(
-                        "log files: cannot write in {}: {e}; keeping the lines and retrying",
-                        self.files.settings.dir.display()
-                    );
-                }
-                self.retry = Some(self.retry.map_or(RETRY_FIRST, |d| (d * 2).min(RETRY_MAX)));
-            }
-        }
-    }
-
-    fn write_pending(&mut self) -> io::Result<()> {
+    fn write_pending(&mut self, items: &mut VecDeque<Item>) -> io::Result<()> {
         self.flush_out()?;
-        while let Some(line) = self.pending.pop_front() {
-            if let Err(e) = self.put(&line) {
-                self.pending.push_front(line);
+        while let Some(item) = items.pop_front() {
+            let Item::Line(line) = &item else { continue };
+            if let Err(e) = self.put(line) {
+                items.push_front(item);
                 return Err(e);
             }
         }

@@ -349,7 +349,7 @@ fn disk_full_keeps_lines_refuses_then_wakes() {
     let files = LogFiles::start_with(settings(tmp.path()), Some(waker), bound, MAX_OPEN).unwrap();
     // The writer takes the first line and holds it.
     line(&files, "web", 0, Stream::Stdout, "000000");
-    wait_until("taken", || files.shared.lock().bytes == 0);
+    wait_until("taken", || files.writer.queued_bytes() == 0);
     let mut n = 1;
     while files.try_line(
         "web",

@@ -3,8 +3,10 @@
 
 pub mod files;
 pub mod lines;
+mod open_files;
 pub mod output;
 pub mod ring;
+pub mod writer;
 
 pub use lines::{LineSplitter, MAX_LINE};
 pub use output::{Output, Stream};

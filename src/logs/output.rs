@@ -26,10 +26,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::writer::{Drain, Retry, Writer};
 use crate::config::LogFormat;
 
 /// Bytes of instance output the queue may hold before `try_line` refuses lines.
@@ -89,40 +89,10 @@ enum Item {
     },
 }
 
-#[derive(Default)]
-struct State {
-    queue: VecDeque<Item>,
-    /// Instance bytes (plus overhead) in `queue`.
-    child_bytes: usize,
-    /// A line was refused (or `has_room` said no): wake the waker when there is room.
-    want_wake: bool,
-    /// supervise's own events in `queue`, and those dropped past [`EVENT_BOUND`].
-    events: usize,
-    dropped_events: usize,
-    stop: bool,
-    done: bool,
-}
-
-#[derive(Default)]
-struct Shared {
-    state: Mutex<State>,
-    /// The writer waits here for items or `stop`.
-    work: Condvar,
-    /// `finish` waits here for `done`.
-    done: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// Handle to the stdout writer thread, owned by the event loop. Every method is cheap and
 /// never blocks on stdout.
 pub struct Output {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    writer: Writer<Item>,
 }
 
 impl Output {
@@ -144,7 +114,6 @@ impl Output {
         colour: bool,
         waker: Option<Arc<mio::Waker>>,
     ) -> Output {
-        let shared = Arc::new(Shared::default());
         let fmt = Formatter {
             json: format == LogFormat::Json,
             timestamps,
@@ -155,38 +124,18 @@ impl Output {
         let sink = Sink {
             w: writer,
             buf: Vec::with_capacity(2 * WRITE_AT),
-            dirty: false,
             broken: false,
         };
-        let s = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("supervise-output".into())
-            .spawn(move || run(&s, fmt, sink, waker))
+        let drain = Stdout { fmt, sink };
+        let writer = Writer::start("supervise-output", drain, QUEUE_BOUND, EVENT_BOUND, waker)
             .expect("cannot spawn the output thread");
-        Output {
-            shared,
-            thread: Some(thread),
-        }
-    }
-
-    fn push(&self, item: Item, child_bytes: usize) {
-        self.push_locked(self.shared.lock(), item, child_bytes);
-    }
-
-    fn push_locked(&self, mut st: MutexGuard<'_, State>, item: Item, child_bytes: usize) {
-        let was_empty = st.queue.is_empty();
-        st.queue.push_back(item);
-        st.child_bytes += child_bytes;
-        drop(st);
-        if was_empty {
-            self.shared.work.notify_one();
-        }
+        Output { writer }
     }
 
     /// Names currently known, to align prefixes and pick colours: (app name, number of
     /// instances), in the ecosystem's order. Lines already queued keep the old layout.
     pub fn set_apps(&self, apps: &[(String, u32)]) {
-        self.push(Item::Apps(apps.to_vec()), 0);
+        self.writer.push(Item::Apps(apps.to_vec()), false);
     }
 
     /// One line of supervise's own. Never refused, and not counted in the bound of
@@ -194,17 +143,11 @@ impl Output {
     /// memory, and the rest are counted and reported once stdout moves again (a crash
     /// loop behind a stuck log reader must not grow supervise without limit).
     pub fn event(&self, text: &str) {
-        let mut st = self.shared.lock();
-        if st.events >= EVENT_BOUND {
-            st.dropped_events += 1;
-            return;
-        }
-        st.events += 1;
         let item = Item::Event {
             time: SystemTime::now(),
             text: text.to_owned(),
         };
-        self.push_locked(st, item, 0);
+        self.writer.push(item, true);
     }
 
     /// A line from an instance (without its newline). Refused, giving the line back, when
@@ -218,11 +161,6 @@ impl Output {
         line: Vec<u8>,
         cut: bool,
     ) -> Result<(), Vec<u8>> {
-        let mut st = self.shared.lock();
-        if st.child_bytes >= QUEUE_BOUND {
-            st.want_wake = true;
-            return Err(line);
-        }
         let bytes = line.len() + LINE_OVERHEAD;
         let item = Item::Line {
             time: SystemTime::now(),
@@ -232,106 +170,62 @@ impl Output {
             line,
             cut,
         };
-        self.push_locked(st, item, bytes);
-        Ok(())
+        self.writer
+            .try_push(item, bytes)
+            .map_err(|item| match item {
+                Item::Line { line, .. } => line,
+                _ => unreachable!("try_line gives back its own line"),
+            })
     }
 
     /// Whether `try_line` would accept a line now. When it returns false, the waker will
     /// fire once there is room, as after a refusal.
     pub fn has_room(&self) -> bool {
-        let mut st = self.shared.lock();
-        if st.child_bytes < QUEUE_BOUND {
-            true
-        } else {
-            st.want_wake = true;
-            false
-        }
-    }
-
-    fn stop(&self) {
-        self.shared.lock().stop = true;
-        self.shared.work.notify_one();
+        self.writer.has_room()
     }
 
     /// Writes out what is queued and stops the thread, waiting at most `deadline`: if stdout
     /// is blocked, gives up and returns (the thread is left behind).
-    pub fn finish(mut self, deadline: Duration) {
-        self.stop();
-        let st = self.shared.lock();
-        let (st, _) = self
-            .shared
-            .done
-            .wait_timeout_while(st, deadline, |s| !s.done)
-            .unwrap_or_else(PoisonError::into_inner);
-        let done = st.done;
-        drop(st);
-        if let Some(thread) = self.thread.take() {
-            if done {
-                let _ = thread.join();
-            }
-        }
+    pub fn finish(self, deadline: Duration) {
+        self.writer.finish(deadline);
     }
 }
 
-impl Drop for Output {
-    /// Without `finish`, the thread still writes out what is queued, then ends.
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// The drain of the stdout writer.
+struct Stdout {
+    fmt: Formatter,
+    sink: Sink,
 }
 
-/// The writer thread.
-fn run(shared: &Shared, mut fmt: Formatter, mut sink: Sink, waker: Option<Arc<mio::Waker>>) {
-    let mut batch = VecDeque::new();
-    loop {
-        let mut st = shared.lock();
-        if st.queue.is_empty() && !st.stop && sink.dirty {
-            // Idle: show everything before sleeping.
-            drop(st);
-            sink.flush();
-            continue;
-        }
-        st = shared
-            .work
-            .wait_while(st, |s| s.queue.is_empty() && !s.stop)
-            .unwrap_or_else(PoisonError::into_inner);
-        if st.queue.is_empty() {
-            break; // stopped, and everything is written
-        }
-        std::mem::swap(&mut st.queue, &mut batch);
-        st.child_bytes = 0;
-        st.events = 0;
-        let dropped = std::mem::take(&mut st.dropped_events);
-        if dropped > 0 {
-            batch.push_back(Item::Event {
-                time: SystemTime::now(),
-                text: format!("{dropped} supervise events were dropped while stdout was blocked"),
-            });
-        }
-        let wake = std::mem::take(&mut st.want_wake);
-        drop(st);
-        if wake {
-            if let Some(w) = &waker {
-                let _ = w.wake();
-            }
-        }
-        for item in batch.drain(..) {
+impl Drain for Stdout {
+    type Item = Item;
+
+    fn write(&mut self, items: &mut VecDeque<Item>) -> Result<(), Retry> {
+        for item in items.drain(..) {
             match item {
-                Item::Apps(apps) => fmt.set_apps(&apps),
-                item if !sink.broken => {
-                    fmt.format(&mut sink.buf, &item);
-                    sink.dirty = true;
-                    if sink.buf.len() >= WRITE_AT {
-                        sink.write_buf();
+                Item::Apps(apps) => self.fmt.set_apps(&apps),
+                item if !self.sink.broken => {
+                    self.fmt.format(&mut self.sink.buf, &item);
+                    if self.sink.buf.len() >= WRITE_AT {
+                        self.sink.write_buf();
                     }
                 }
                 _ => {}
             }
         }
+        Ok(())
     }
-    sink.flush();
-    shared.lock().done = true;
-    shared.done.notify_all();
+
+    fn flush(&mut self) {
+        self.sink.flush();
+    }
+
+    fn dropped(&mut self, n: usize, items: &mut VecDeque<Item>) {
+        items.push_back(Item::Event {
+            time: SystemTime::now(),
+            text: format!("{n} supervise events were dropped while stdout was blocked"),
+        });
+    }
 }
 
 /// Formats items into bytes.
@@ -450,8 +344,6 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 struct Sink {
     w: Box<dyn Write + Send>,
     buf: Vec<u8>,
-    /// Bytes were given to `w` (or `buf`) since the last flush.
-    dirty: bool,
     /// Writing failed: drop everything from now on.
     broken: bool,
 }
@@ -483,7 +375,6 @@ impl Sink {
                 }
             }
         }
-        self.dirty = false;
     }
 }
 

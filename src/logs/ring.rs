@@ -1,63 +1,120 @@
 //! The last lines of every instance, kept in memory for `supervise logs`. Bounded per
 //! instance by lines and bytes, so memory stays flat however chatty an app is.
+//!
+//! A line costs no allocation of its own: each instance's lines are kept as bytes, one after
+//! the other, in one ring buffer, with a small record per line. The control side turns what
+//! [`LogRing::last`] gives into its protocol's type.
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::control::protocol::{LogLine, Target};
+use super::Stream;
 
 pub const MAX_LINES: usize = 500;
 pub const MAX_BYTES: usize = 128 * 1024;
 
+/// One line as the ring gives it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingLine {
+    /// Unix epoch, milliseconds.
+    pub time_ms: u64,
+    pub app: String,
+    pub index: u32,
+    pub stream: Stream,
+    /// The line's bytes, without its newline.
+    pub line: Vec<u8>,
+    /// A piece of a longer line (see [`super::lines`]).
+    pub cut: bool,
+}
+
+struct Record {
+    seq: u64,
+    time_ms: u64,
+    stream: Stream,
+    cut: bool,
+    len: usize,
+}
+
 #[derive(Default)]
 struct Buffer {
-    lines: VecDeque<(u64, LogLine)>,
-    bytes: usize,
+    bytes: VecDeque<u8>,
+    lines: VecDeque<Record>,
 }
 
 #[derive(Default)]
 pub struct LogRing {
-    buffers: HashMap<(String, u32), Buffer>,
+    buffers: HashMap<String, HashMap<u32, Buffer>>,
     seq: u64,
 }
 
 impl LogRing {
-    pub fn push(&mut self, line: LogLine) {
+    /// Keeps one line of `app`.`index`, dropping its oldest past the bounds.
+    pub fn push(
+        &mut self,
+        app: &str,
+        index: u32,
+        stream: Stream,
+        time_ms: u64,
+        line: &[u8],
+        cut: bool,
+    ) {
         self.seq += 1;
-        let buffer = self
-            .buffers
-            .entry((line.app.clone(), line.index))
-            .or_default();
-        buffer.bytes += line.line.len();
-        buffer.lines.push_back((self.seq, line));
-        while buffer.lines.len() > MAX_LINES || (buffer.bytes > MAX_BYTES && buffer.lines.len() > 1)
+        let buffer = match self.buffers.get_mut(app) {
+            Some(m) => m.entry(index).or_default(),
+            None => self
+                .buffers
+                .entry(app.to_owned())
+                .or_default()
+                .entry(index)
+                .or_default(),
+        };
+        buffer.bytes.extend(line);
+        buffer.lines.push_back(Record {
+            seq: self.seq,
+            time_ms,
+            stream,
+            cut,
+            len: line.len(),
+        });
+        while buffer.lines.len() > MAX_LINES
+            || (buffer.bytes.len() > MAX_BYTES && buffer.lines.len() > 1)
         {
-            if let Some((_, old)) = buffer.lines.pop_front() {
-                buffer.bytes -= old.line.len();
+            if let Some(old) = buffer.lines.pop_front() {
+                buffer.bytes.drain(..old.len);
             }
         }
     }
 
-    /// The last `n` lines of the instances `target` names, oldest first, in the order
+    /// The last `n` lines of the instances `matches` selects, oldest first, in the order
     /// they arrived across instances.
-    pub fn last(&self, target: &Target, n: usize) -> Vec<LogLine> {
-        let mut found: Vec<&(u64, LogLine)> = self
-            .buffers
-            .iter()
-            .filter(|((app, index), _)| target.matches(app, *index))
-            .flat_map(|(_, b)| b.lines.iter().rev().take(n))
-            .collect();
+    pub fn last(&self, matches: impl Fn(&str, u32) -> bool, n: usize) -> Vec<RingLine> {
+        let mut found: Vec<(u64, RingLine)> = Vec::new();
+        for (app, m) in &self.buffers {
+            for (index, b) in m.iter().filter(|(i, _)| matches(app, **i)) {
+                let skip = b.lines.len().saturating_sub(n);
+                let mut at: usize = b.lines.iter().take(skip).map(|r| r.len).sum();
+                for r in b.lines.iter().skip(skip) {
+                    let line = b.bytes.range(at..at + r.len).copied().collect();
+                    at += r.len;
+                    let l = RingLine {
+                        time_ms: r.time_ms,
+                        app: app.clone(),
+                        index: *index,
+                        stream: r.stream,
+                        line,
+                        cut: r.cut,
+                    };
+                    found.push((r.seq, l));
+                }
+            }
+        }
         found.sort_by_key(|(seq, _)| *seq);
         let skip = found.len().saturating_sub(n);
-        found
-            .into_iter()
-            .skip(skip)
-            .map(|(_, l)| l.clone())
-            .collect()
+        found.into_iter().skip(skip).map(|(_, l)| l).collect()
     }
 
     /// Forget the buffers of apps that are gone.
     pub fn retain_apps(&mut self, keep: impl Fn(&str) -> bool) {
-        self.buffers.retain(|(app, _), _| keep(app));
+        self.buffers.retain(|app, _| keep(app));
     }
 }
 
@@ -65,51 +122,51 @@ impl LogRing {
 mod tests {
     use super::*;
 
-    fn line(app: &str, index: u32, text: &str) -> LogLine {
-        LogLine {
-            time_ms: 0,
-            app: app.into(),
-            index,
-            stream: "stdout".into(),
-            line: text.into(),
-        }
+    fn push(ring: &mut LogRing, app: &str, index: u32, text: &str) {
+        ring.push(app, index, Stream::Stdout, 0, text.as_bytes(), false);
+    }
+
+    fn texts(v: Vec<RingLine>) -> Vec<String> {
+        v.into_iter()
+            .map(|l| String::from_utf8(l.line).unwrap())
+            .collect()
     }
 
     #[test]
     fn last_lines_across_instances_in_arrival_order() {
         let mut ring = LogRing::default();
-        ring.push(line("web", 0, "a"));
-        ring.push(line("web", 1, "b"));
-        ring.push(line("api", 0, "c"));
-        ring.push(line("web", 0, "d"));
-        let texts = |v: Vec<LogLine>| v.into_iter().map(|l| l.line).collect::<Vec<_>>();
-        assert_eq!(texts(ring.last(&Target::All, 10)), ["a", "b", "c", "d"]);
-        assert_eq!(texts(ring.last(&Target::All, 2)), ["c", "d"]);
-        assert_eq!(
-            texts(ring.last(&Target::App("web".into()), 10)),
-            ["a", "b", "d"]
-        );
-        assert_eq!(
-            texts(ring.last(&Target::Instance("web".into(), 0), 1)),
-            ["d"]
-        );
+        push(&mut ring, "web", 0, "a");
+        push(&mut ring, "web", 1, "b");
+        push(&mut ring, "api", 0, "c");
+        push(&mut ring, "web", 0, "d");
+        let all = |_: &str, _: u32| true;
+        assert_eq!(texts(ring.last(all, 10)), ["a", "b", "c", "d"]);
+        assert_eq!(texts(ring.last(all, 2)), ["c", "d"]);
+        assert_eq!(texts(ring.last(|a, _| a == "web", 10)), ["a", "b", "d"]);
+        assert_eq!(texts(ring.last(|a, i| a == "web" && i == 0, 1)), ["d"]);
         ring.retain_apps(|a| a != "web");
-        assert_eq!(texts(ring.last(&Target::All, 10)), ["c"]);
+        assert_eq!(texts(ring.last(all, 10)), ["c"]);
     }
 
     #[test]
     fn bounded_by_lines_and_bytes() {
         let mut ring = LogRing::default();
         for i in 0..(MAX_LINES * 3) {
-            ring.push(line("web", 0, &i.to_string()));
+            push(&mut ring, "web", 0, &i.to_string());
         }
-        let all = ring.last(&Target::All, usize::MAX);
+        let all = ring.last(|_, _| true, usize::MAX);
         assert_eq!(all.len(), MAX_LINES);
-        assert_eq!(all.last().unwrap().line, (MAX_LINES * 3 - 1).to_string());
+        assert_eq!(
+            all.last().unwrap().line,
+            (MAX_LINES * 3 - 1).to_string().as_bytes()
+        );
+        assert_eq!(all[0].line, (MAX_LINES * 2).to_string().as_bytes());
         let big = "x".repeat(MAX_BYTES / 4);
         for _ in 0..10 {
-            ring.push(line("web", 1, &big));
+            push(&mut ring, "web", 1, &big);
         }
-        assert_eq!(ring.last(&Target::Instance("web".into(), 1), 100).len(), 4);
+        let one = ring.last(|a, i| a == "web" && i == 1, 100);
+        assert_eq!(one.len(), 4);
+        assert!(one.iter().all(|l| l.line.len() == big.len()));
     }
 }

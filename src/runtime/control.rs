@@ -180,7 +180,12 @@ impl Runtime {
                 lines,
                 follow,
             } => {
-                let lines = self.ring.last(&target, lines);
+                let lines = self
+                    .ring
+                    .last(|app, index| target.matches(app, index), lines)
+                    .into_iter()
+                    .map(super::sinks::log_line)
+                    .collect();
                 let answered = self.reply(
                     client,
                     Response {

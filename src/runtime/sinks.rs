@@ -5,7 +5,7 @@
 use crate::control::protocol::LogLine;
 use crate::logs::files::LogFiles;
 use crate::logs::output::CUT_MARK;
-use crate::logs::ring::LogRing;
+use crate::logs::ring::{LogRing, RingLine};
 use crate::logs::{Output, Stream};
 use crate::state::InstanceId;
 
@@ -58,23 +58,37 @@ impl LineSink for Sinks<'_> {
             *delivered |= TO_FILES;
         }
         if *delivered & TO_RING == 0 {
-            let mut text = String::from_utf8_lossy(line).into_owned();
-            if cut {
-                text.push_str(CUT_MARK);
-            }
-            let entry = LogLine {
-                time_ms: super::control::epoch_ms(),
-                app: owner.app.clone(),
-                index: owner.index,
-                stream: stream.as_str().to_string(),
-                line: text,
-            };
+            let time_ms = super::control::epoch_ms();
             if let Some(outbox) = self.outbox.as_deref_mut() {
-                outbox.push(entry.clone());
+                outbox.push(log_line(RingLine {
+                    time_ms,
+                    app: owner.app.clone(),
+                    index: owner.index,
+                    stream,
+                    line: line.to_vec(),
+                    cut,
+                }));
             }
-            self.ring.push(entry);
+            self.ring
+                .push(&owner.app, owner.index, stream, time_ms, line, cut);
             *delivered |= TO_RING;
         }
         true
+    }
+}
+
+/// A line of the ring as the control protocol carries it: text (invalid UTF-8 replaced),
+/// a cut piece marked as on stdout.
+pub(super) fn log_line(l: RingLine) -> LogLine {
+    let mut line = String::from_utf8_lossy(&l.line).into_owned();
+    if l.cut {
+        line.push_str(CUT_MARK);
+    }
+    LogLine {
+        time_ms: l.time_ms,
+        app: l.app,
+        index: l.index,
+        stream: l.stream.as_str().to_string(),
+        line,
     }
 }
