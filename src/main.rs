@@ -59,6 +59,11 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     match load(path) {
         Ok(eco) => {
             print!("{}", config::describe(&eco));
+            for app in &eco.apps {
+                if let Some(warning) = supervise::listen_adapter::check_warning(app) {
+                    eprintln!("{}: warning: {warning}", eco.path.display());
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(code) => code,

@@ -18,6 +18,8 @@ mod guards;
 mod log_files;
 #[path = "it/logs.rs"]
 mod logs;
+#[path = "it/node.rs"]
+mod node;
 #[path = "it/pid1.rs"]
 mod pid1;
 #[path = "it/reload.rs"]

@@ -153,6 +153,9 @@ pub struct AppSpec {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub listen: Vec<ListenAddr>,
+    /// Node apps with `listen`: pass the preload that shares the sockets with an
+    /// unchanged `server.listen(PORT)` and drains on the stop signal (SPEC §6).
+    pub listen_adapter: bool,
     pub ready: ReadySpec,
     pub ready_timeout: Duration,
     pub health: Option<HealthSpec>,
@@ -194,6 +197,7 @@ impl AppSpec {
             stop_signal: Signal::SIGTERM,
             stop_timeout: Duration::from_secs(10),
             listen: Vec::new(),
+            listen_adapter: true,
             ready: ReadySpec::Started,
             ready_timeout: Duration::from_secs(30),
             health: None,

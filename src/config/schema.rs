@@ -39,6 +39,7 @@ pub(crate) const APP_KEYS: &[&str] = &[
     "stop_signal",
     "stop_timeout",
     "listen",
+    "listen_adapter",
     "ready",
     "ready_timeout",
     "health",
@@ -174,6 +175,10 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
     let get = |k: &str| fields.iter().find(|e| e.key == k).map(|e| &e.value);
     let mut spec = AppSpec::new(name, "", &[]);
     spec.stop_timeout = settings.stop_timeout;
+    if let Some(v) = get("listen_adapter") {
+        let p = join(&path, "listen_adapter");
+        set(&mut spec.listen_adapter, ctx.boolean(v, &p));
+    }
     if let Some(v) = get("shell") {
         set(&mut spec.shell, ctx.boolean(v, &join(&path, "shell")));
     }

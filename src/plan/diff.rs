@@ -29,6 +29,7 @@ enum Shaping<'a> {
     Listen(&'a [ListenAddr]),
     Limits(&'a [Limit]),
     Umask(Option<u32>),
+    Flag(bool),
 }
 
 /// The policy fields, borrowed: applied in place to running instances.
@@ -55,7 +56,7 @@ struct Policy<'a> {
 
 /// One spec's fields by class: the process shape (by name), the count, the policy.
 struct Classes<'a> {
-    shape: [(&'static str, Shaping<'a>); 10],
+    shape: [(&'static str, Shaping<'a>); 11],
     instances: u32,
     policy: Policy<'a>,
 }
@@ -75,6 +76,7 @@ fn classes(spec: &AppSpec) -> Classes<'_> {
         user,
         group,
         listen,
+        listen_adapter,
         limits,
         umask,
         // The count.
@@ -107,6 +109,7 @@ fn classes(spec: &AppSpec) -> Classes<'_> {
             ("user", Shaping::Name(user.as_ref())),
             ("group", Shaping::Name(group.as_ref())),
             ("listen", Shaping::Listen(listen)),
+            ("listen_adapter", Shaping::Flag(*listen_adapter)),
             ("limits", Shaping::Limits(limits)),
             ("umask", Shaping::Umask(*umask)),
             ("env_file", Shaping::File(env_file.as_ref())),

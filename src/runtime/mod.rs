@@ -98,6 +98,8 @@ pub struct Runtime {
     /// When the next `max_memory` check is due (only while some app sets it).
     memory_check_at: Option<Instant>,
     waker: Arc<Waker>,
+    /// The Node listen adapter's preload module, written on first use, removed on drop.
+    adapter: crate::listen_adapter::Preload,
 }
 
 /// Run the ecosystem until it is told to stop or has finished; the exit code.
@@ -164,6 +166,7 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
         control: control::Control::new(server),
         memory_check_at: None,
         waker: waker.clone(),
+        adapter: Default::default(),
         sockets,
         launcher: launch::Launcher::new(&ecosystem),
         checks: checks::Checks::new(waker_for_checks),

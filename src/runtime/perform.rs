@@ -43,9 +43,13 @@ impl Runtime {
         };
         let generation = self.desired.generation(spec);
         let now = Instant::now();
-        let spawned = self
-            .instance_exec(spec, id.index)
-            .and_then(|exec| os::spawn::spawn(&exec));
+        let spawned = self.instance_exec(spec, id.index).and_then(|mut exec| {
+            if let Err(e) = self.adapter.apply(spec, &mut exec.env) {
+                self.output
+                    .event(&format!("{id}: {e}; starting it without"));
+            }
+            os::spawn::spawn(&exec)
+        });
         match spawned {
             Ok(child) => {
                 self.leaders.insert(child.pid, Owner::Instance(id.clone()));
