@@ -304,3 +304,64 @@ fn three_rolling_reloads_under_keep_alive_load_lose_no_request() {
     assert_eq!(sigterm, 6, "{events:#?}");
     assert!(!events.iter().any(|t| t.contains("SIGKILL")), "{events:#?}");
 }
+
+#[test]
+fn the_pm2_cluster_example_runs_its_unchanged_app() {
+    if node_or_skip("the pm2-cluster example test").is_none() {
+        return;
+    }
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/pm2-cluster");
+    let mut h = Harness::new();
+    let check = h.cli(&["check", example.join("ecosystem.toml").to_str().unwrap()]);
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        !String::from_utf8_lossy(&check.stderr).contains("warning"),
+        "{check:?}"
+    );
+
+    // The example as it is, on a free port instead of 3000.
+    let port = free_port();
+    let read = |name: &str| std::fs::read_to_string(example.join(name)).unwrap();
+    h.write_file("app.js", &read("app.js"));
+    let eco = read("ecosystem.toml")
+        .replace("tcp://0.0.0.0:3000", &format!("tcp://127.0.0.1:{port}"))
+        .replace(
+            "NODE_ENV = \"production\" }",
+            &format!("NODE_ENV = \"production\", PORT = \"{port}\" }}"),
+        );
+    assert!(eco.contains(&format!("PORT = \"{port}\"")), "{eco}");
+    let path = h.write_config("ecosystem.toml", &eco);
+    h.start(&path);
+    h.wait_for(
+        || h.count_lines(|l| l.ends_with(&format!("listening on port {port}"))) == 3,
+        LONG,
+    );
+    let mut instances = BTreeSet::new();
+    let deadline = Instant::now() + LONG;
+    while instances.len() < 3 {
+        let body = raw_get(port, "/");
+        let json: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+        assert_eq!(json["hello"], "world", "{body}");
+        instances.insert(json["instance"].as_str().unwrap().to_string());
+        assert!(
+            Instant::now() < deadline,
+            "only instances {instances:?} answered"
+        );
+    }
+    assert_eq!(instances, ["0", "1", "2"].map(String::from).into());
+    assert_eq!(raw_get(port, "/health"), "ok\n");
+}
+
+/// The body of one `GET path` on a fresh connection (HTTP/1.0: the server closes it).
+fn raw_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(REQUEST_TIMEOUT)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
