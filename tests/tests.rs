@@ -10,6 +10,8 @@ mod check;
 mod cluster;
 #[path = "it/control.rs"]
 mod control;
+#[path = "it/control_pressure.rs"]
+mod control_pressure;
 #[path = "it/docs.rs"]
 mod docs;
 #[path = "it/guards.rs"]

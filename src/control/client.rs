@@ -95,11 +95,7 @@ impl std::error::Error for ClientError {}
 /// `Ok` with `ok: false` and `error` set.
 pub fn request(socket: &Path, req: Request, timeout: Duration) -> Result<Response, ClientError> {
     let deadline = Instant::now() + timeout;
-    let mut conn = Conn::open(socket, &req, Some((deadline, timeout)))?;
-    let line = conn
-        .line()?
-        .ok_or_else(|| ClientError::Protocol("the connection closed without an answer".into()))?;
-    parse_response(&line)
+    answered(socket, &req, Some((deadline, timeout)), deadline).map(|(_, r)| r)
 }
 
 /// `logs --follow`: `on_line` gets the answer's lines first, then every streamed line,
@@ -110,11 +106,7 @@ pub fn follow(
     req: Request,
     on_line: &mut dyn FnMut(&LogLine) -> bool,
 ) -> Result<(), ClientError> {
-    let mut conn = Conn::open(socket, &req, None)?;
-    let first = conn
-        .line()?
-        .ok_or_else(|| ClientError::Protocol("the connection closed without an answer".into()))?;
-    let response = parse_response(&first)?;
+    let (mut conn, response) = answered(socket, &req, None, Instant::now() + BUSY_PATIENCE)?;
     if !response.ok {
         return Err(ClientError::Failed(
             response.error.unwrap_or_else(|| "failed".into()),
@@ -134,6 +126,39 @@ pub fn follow(
         }
     }
     Ok(())
+}
+
+/// How long a client without a deadline of its own retries a busy supervise.
+const BUSY_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Send `req` and read the answer line. A supervise with too many clients turns us
+/// away with a reason; then we try again, backing off, until `retry_until`.
+fn answered(
+    socket: &Path,
+    req: &Request,
+    deadline: Option<(Instant, Duration)>,
+    retry_until: Instant,
+) -> Result<(Conn, Response), ClientError> {
+    let busy = |why: &str| why.starts_with("too many clients");
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let result = Conn::open(socket, req, deadline).and_then(|mut conn| {
+            let line = conn.line()?.ok_or_else(|| {
+                ClientError::Protocol("the connection closed without an answer".into())
+            })?;
+            Ok((conn, parse_response(&line)?))
+        });
+        let turned_away = match &result {
+            Ok((_, r)) => !r.ok && r.error.as_deref().is_some_and(busy),
+            Err(ClientError::Refused(_, why)) => busy(why),
+            Err(_) => false,
+        };
+        if !turned_away || Instant::now() + backoff >= retry_until {
+            return result;
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+    }
 }
 
 fn parse_response(line: &[u8]) -> Result<Response, ClientError> {

@@ -6,6 +6,7 @@
 //! never once per line.
 
 use std::io::{self, ErrorKind, Read, Write};
+use std::time::Instant;
 
 use mio::net::UnixStream;
 
@@ -52,6 +53,12 @@ pub struct Conn {
     pub finished: bool,
     /// It sent at least one complete line.
     pub spoke: bool,
+    /// It follows logs: long-lived by design, never idle.
+    pub following: bool,
+    /// It is in the server's ready queue.
+    pub queued: bool,
+    /// When it connected, sent its last line or got its last answer.
+    pub last_active: Instant,
 }
 
 impl Conn {
@@ -68,6 +75,9 @@ impl Conn {
             pending: 0,
             finished: false,
             spoke: false,
+            following: false,
+            queued: false,
+            last_active: Instant::now(),
         }
     }
 

@@ -3,20 +3,28 @@
 //! [`super::socket`]'s business, framing and buffering one connection's bytes is
 //! [`super::conn`]'s.
 //!
-//! Nothing here blocks: the listener and every client are non-blocking and registered
-//! edge-triggered; reads go until `WouldBlock` (within a budget, see below), writes go
-//! until `WouldBlock` and the rest waits in a bounded per-client buffer with WRITABLE
-//! interest added only while something is pending. A client that connects and says
-//! nothing is one idle fd; a client that does not read its answers is dropped when its
-//! buffer passes [`MAX_OUTPUT`]; a client that floods us is read at most
-//! [`READ_BUDGET`] bytes per event, after which it is re-armed so the loop can serve
-//! everyone else first.
+//! Nothing here blocks, and nobody gets more than a fair share of a loop turn:
+//! * readiness events only flush output and put the client in a ready queue;
+//!   [`ControlServer::serve`], called once per loop turn after supervision's own work,
+//!   reads requests round-robin: at most [`CLIENT_SHARE`] units (a request line or one
+//!   read) per client per visit and [`TURN_BUDGET`] in all. A client with more to say
+//!   waits for the next turn, and the loop polls without sleeping while one does;
+//! * a client is read only when no complete line of it is buffered, and not at all
+//!   while [`PAUSE_OUTPUT`] of its answers are unsent: a flooding or non-reading client
+//!   is slowed down by its own socket, the loop never is;
+//! * a client whose unsent output still passes [`MAX_OUTPUT`] (a `logs --follow`
+//!   reader that stopped reading) is dropped;
+//! * at most `max_clients` connections (from the open-file limit): when full, the
+//!   longest-idle client (no request in flight, not following, quiet for
+//!   [`IDLE_AFTER`]) is closed to make room; only if none is idle is the newcomer
+//!   turned away, with an error line saying so.
 //!
 //! How the loop uses it:
 //! * `bind` at startup (a clear error if another supervise owns the path), `register`
 //!   with a listener token and the first token of a range reserved for clients;
-//! * for every event whose token [`ControlServer::owns`], call [`ControlServer::handle`]
-//!   and act on the returned [`ServerEvent`]s;
+//! * for every event whose token [`ControlServer::owns`], call [`ControlServer::handle`];
+//!   once per turn call [`ControlServer::serve`]; act on the [`ServerEvent`]s both
+//!   return; while [`ControlServer::backlog`] is true, poll without sleeping;
 //! * answer every `Request` with exactly one [`ControlServer::reply`] (possibly much
 //!   later, e.g. when a restart is done); for `logs --follow`, keep the client and call
 //!   [`ControlServer::send_line`] for every new line until `Gone` or until `send_line`
@@ -25,18 +33,19 @@
 
 use super::conn::{Conn, Frame, Got};
 use super::protocol::{self, LogLine, Request, Response, MAX_REQUEST_LINE};
-use super::socket::{peer_uid, SocketFile};
-use mio::net::{UnixListener, UnixStream};
+use super::socket::SocketFile;
+use mio::net::UnixListener;
 use mio::{Interest, Registry, Token};
-use std::collections::HashMap;
-use std::io::{self, ErrorKind, Write};
+use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// A connected client, named by its mio token. Tokens are never reused, so a stale id
 /// kept by the loop can never reach a newer client.
 pub type ClientId = Token;
 
-/// What [`ControlServer::handle`] reports to the loop.
+/// What [`ControlServer::handle`] and [`ControlServer::serve`] report to the loop.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {
     /// A complete, well-formed request (version checked, target and signal typed).
@@ -48,17 +57,15 @@ pub enum ServerEvent {
     Gone(ClientId),
 }
 
-/// At most this many clients at once. When full, the oldest client that never sent a
-/// complete line is closed to make room; if there is none, the newcomer is answered
-/// with an error and closed.
-pub const MAX_CLIENTS: usize = 64;
 /// A client whose unsent output passes this is dropped (a reader too slow to keep up).
 pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
-/// Bytes read from one client per event before the loop gets to run other events.
-pub const READ_BUDGET: usize = 1024 * 1024;
-/// Connections accepted per listener event before the loop gets to run other events.
-const ACCEPT_BUDGET: usize = 256;
-
+/// A client with this much unsent output is not read until it has read some.
+pub const PAUSE_OUTPUT: usize = 512 * 1024;
+/// Units of work (a request line, or one read of up to 64 KiB) for all clients in one
+/// loop turn.
+pub const TURN_BUDGET: usize = 256;
+/// Units of work for one client per visit; it goes to the back of the queue after.
+pub const CLIENT_SHARE: usize = 16;
 /// The control socket's listener and its clients.
 pub struct ControlServer {
     file: SocketFile,
@@ -67,6 +74,10 @@ pub struct ControlServer {
     first_client_token: usize,
     next_token: usize,
     clients: HashMap<Token, Conn>,
+    /// Clients with something to read, in turn order.
+    ready: VecDeque<Token>,
+    max_clients: usize,
+    idle_after: Duration,
     euid: u32,
     scratch: Vec<u8>,
 }
@@ -82,6 +93,9 @@ impl ControlServer {
             first_client_token: usize::MAX,
             next_token: usize::MAX,
             clients: HashMap::new(),
+            ready: VecDeque::new(),
+            max_clients: admit::client_limit(),
+            idle_after: IDLE_AFTER,
             euid: nix::unistd::geteuid().as_raw(),
             scratch: vec![0; 64 * 1024],
         })
@@ -119,8 +133,14 @@ impl ControlServer {
         self.clients.len()
     }
 
-    /// Handle a readiness event for `token`: accept on the listener, read requests and
-    /// flush answers on a client. Returns the complete requests and the departures.
+    /// How many clients may be connected at once.
+    pub fn max_clients(&self) -> usize {
+        self.max_clients
+    }
+
+    /// Handle a readiness event for `token`: accept on the listener; on a client,
+    /// flush its answers and queue it for [`ControlServer::serve`]. Returns the
+    /// departures.
     pub fn handle(
         &mut self,
         registry: &Registry,
@@ -132,7 +152,40 @@ impl ControlServer {
         if Some(token) == self.listener_token {
             self.accept(registry);
         } else if self.clients.contains_key(&token) {
-            self.serve(registry, token, &mut events);
+            if self.conn(token).flush().is_err() {
+                self.drop_client(registry, token, &mut events);
+            } else if self.settle(registry, token) {
+                self.enqueue(token);
+            }
+        }
+        events
+    }
+
+    /// Whether some client has more to read: poll without sleeping and `serve` again.
+    pub fn backlog(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Read the queued clients' requests, round-robin, within [`TURN_BUDGET`].
+    pub fn serve(&mut self, registry: &Registry) -> Vec<ServerEvent> {
+        let mut events = Vec::new();
+        let mut budget = TURN_BUDGET;
+        while budget > 0 {
+            let Some(token) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(c) = self.clients.get_mut(&token) else {
+                continue;
+            };
+            c.queued = false;
+            let (used, more) =
+                self.serve_one(registry, token, CLIENT_SHARE.min(budget), &mut events);
+            budget = budget.saturating_sub(used.max(1));
+            if more {
+                self.enqueue(token);
+            } else {
+                self.settle(registry, token);
+            }
         }
         events
     }
@@ -142,6 +195,12 @@ impl ControlServer {
     /// this was the answer to its last request: written, then closed). Forget it; in
     /// particular, start following logs for a `logs --follow` only if this is true.
     pub fn reply(&mut self, registry: &Registry, client: ClientId, response: &Response) -> bool {
+        self.reply_line(registry, client, &response.to_line())
+    }
+
+    /// [`ControlServer::reply`] with a response already written as one line (the same
+    /// `status` answer for every client that asked in a turn).
+    pub fn reply_line(&mut self, registry: &Registry, client: ClientId, line: &str) -> bool {
         let Some(c) = self.clients.get_mut(&client) else {
             return false;
         };
@@ -153,7 +212,10 @@ impl ControlServer {
             // The client stopped sending (half-close): this was the last answer.
             c.finished = true;
         }
-        let queued = self.queue(registry, client, response.to_line().as_bytes());
+        c.last_active = Instant::now();
+        // A client paused on its output is queued again by the WRITABLE event that
+        // drains it, in `handle`.
+        let queued = self.queue(registry, client, line.as_bytes());
         queued && self.settle(registry, client)
     }
 
@@ -186,157 +248,77 @@ impl ControlServer {
         self.file.remove();
     }
 
-    fn accept(&mut self, registry: &Registry) {
-        for _ in 0..ACCEPT_BUDGET {
-            let mut stream = match self.listener.accept() {
-                Ok((s, _)) => s,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and friends: the pending connection stays queued; try
-                    // again on the next event rather than spinning now.
-                    log::warn!("control socket: accept failed: {e}");
-                    return;
-                }
-            };
-            match peer_uid(&stream) {
-                Ok(uid) if uid == self.euid || uid == 0 => {}
-                Ok(uid) => {
-                    log::warn!("control socket: refused a client with uid {uid}");
-                    reject(
-                        &mut stream,
-                        &format!("permission denied: uid {uid} is not allowed"),
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    reject(
-                        &mut stream,
-                        &format!("permission denied: no peer credentials ({e})"),
-                    );
-                    continue;
-                }
-            }
-            if self.clients.len() >= MAX_CLIENTS {
-                // Full. Connections that never sent a whole request (silent ones,
-                // half a line) must not lock the CLI out: the oldest of them makes room.
-                let idle = self
-                    .clients
-                    .iter()
-                    .filter(|(_, c)| !c.spoke)
-                    .map(|(t, _)| *t)
-                    .min();
-                if let Some(old) = idle {
-                    log::warn!(
-                        "control socket: {MAX_CLIENTS} clients; closing the oldest silent one"
-                    );
-                    self.remove(registry, old);
-                }
-            }
-            if self.clients.len() >= MAX_CLIENTS {
-                reject(
-                    &mut stream,
-                    &format!("too many clients (at most {MAX_CLIENTS} at once); try again"),
-                );
-                continue;
-            }
-            let token = Token(self.next_token);
-            self.next_token += 1;
-            if let Err(e) = registry.register(&mut stream, token, Interest::READABLE) {
-                log::warn!("control socket: cannot register a client: {e}");
-                continue;
-            }
-            self.clients.insert(token, Conn::new(stream));
-        }
-        // Budget spent with connections possibly still queued: re-arm so the loop
-        // comes back after the other events.
-        if let Some(t) = self.listener_token {
-            let _ = registry.reregister(&mut self.listener, t, Interest::READABLE);
-        }
-    }
-
-    fn serve(&mut self, registry: &Registry, token: Token, events: &mut Vec<ServerEvent>) {
-        // Flush first: room in the socket may have been what woke us.
-        if self.conn(token).flush().is_err() {
-            self.drop_client(registry, token, events);
-            return;
-        }
-        let mut budget = READ_BUDGET;
-        let mut rearm = false;
-        loop {
-            let c = self.clients.get_mut(&token).expect("serve: client exists");
-            if !c.reading {
-                break;
-            }
-            if budget == 0 {
-                rearm = true;
-                break;
-            }
-            let want = budget.min(self.scratch.len());
-            match c.read(&mut self.scratch[..want]) {
-                Got::Eof => {
-                    c.reading = false;
-                    if c.pending == 0 && !c.finished {
-                        c.finished = true;
-                        events.push(ServerEvent::Gone(token));
-                    }
-                }
-                Got::Bytes(n) => {
-                    budget -= n;
-                    if !self.take_lines(registry, token, events) {
-                        return;
-                    }
-                }
-                Got::WouldBlock => break,
-                Got::Broken => {
-                    self.drop_client(registry, token, events);
-                    return;
-                }
-            }
-        }
-        if rearm {
-            let c = self.conn(token);
-            let interest = if c.writable {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            let _ = registry.reregister(&mut c.stream, token, interest);
-        }
-        // Closes the client if it is finished and flushed; finished clients were
-        // already reported (Gone) or answered for the last time.
-        self.settle(registry, token);
-    }
-
-    /// Turn the complete lines of the client's input into requests or error answers.
-    /// Returns false if the client was dropped.
-    fn take_lines(
+    /// Serve one client up to `share` units: its buffered lines, reading more only
+    /// when none is complete. Returns the units used and whether it has more.
+    fn serve_one(
         &mut self,
         registry: &Registry,
         token: Token,
+        share: usize,
         events: &mut Vec<ServerEvent>,
-    ) -> bool {
+    ) -> (usize, bool) {
+        let mut used = 0;
         loop {
-            let c = self.conn(token);
-            if !c.reading {
-                return true;
+            let Some(c) = self.clients.get_mut(&token) else {
+                return (used, false);
+            };
+            if !c.reading || c.finished || c.unsent() >= PAUSE_OUTPUT {
+                // Not reading any more, or paused until it reads its answers (a
+                // WRITABLE event, or the next reply, queues it again).
+                return (used, false);
             }
+            if used >= share {
+                return (used, true);
+            }
+            used += 1;
             let line = match c.next_line() {
-                Frame::Partial => return true,
-                Frame::Overlong => return self.overlong(registry, token, events),
                 Frame::Line(line) => line,
+                Frame::Overlong => {
+                    self.overlong(registry, token, events);
+                    return (used, false);
+                }
+                Frame::Partial => match c.read(&mut self.scratch) {
+                    Got::Bytes(_) => continue,
+                    // Edge-triggered: the next event queues it again.
+                    Got::WouldBlock => return (used, false),
+                    Got::Eof => {
+                        c.reading = false;
+                        if c.pending == 0 && !c.finished {
+                            c.finished = true;
+                            events.push(ServerEvent::Gone(token));
+                        }
+                        return (used, false);
+                    }
+                    Got::Broken => {
+                        self.drop_client(registry, token, events);
+                        return (used, false);
+                    }
+                },
             };
             c.spoke = true;
+            c.last_active = Instant::now();
             match protocol::parse_request(&line) {
                 Ok(req) => {
                     c.pending += 1;
+                    if matches!(req, Request::Logs { follow: true, .. }) {
+                        c.following = true;
+                    }
                     events.push(ServerEvent::Request(token, req));
                 }
                 Err(msg) => {
                     if !self.queue_in_handle(registry, token, &Response::error(msg), events) {
-                        return false;
+                        return (used, false);
                     }
                 }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, token: Token) {
+        if let Some(c) = self.clients.get_mut(&token) {
+            if !c.queued && c.reading && !c.finished {
+                c.queued = true;
+                self.ready.push_back(token);
             }
         }
     }
@@ -350,6 +332,7 @@ impl ControlServer {
     ) -> bool {
         let c = self.conn(token);
         c.reading = false;
+        c.spoke = true;
         c.discard_input();
         if c.pending == 0 {
             c.finished = true;
@@ -446,15 +429,20 @@ impl ControlServer {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn set_limits(&mut self, max_clients: usize, idle_after: Duration) {
+        self.max_clients = max_clients;
+        self.idle_after = idle_after;
+    }
+
     fn conn(&mut self, token: Token) -> &mut Conn {
         self.clients.get_mut(&token).expect("a known client")
     }
 }
 
-/// Best effort: one error line into a fresh socket's (empty) send buffer, then close.
-fn reject(stream: &mut UnixStream, message: &str) {
-    let _ = stream.write(Response::error(message).to_line().as_bytes());
-}
+mod admit;
+
+pub use admit::{IDLE_AFTER, MAX_CLIENTS, MIN_CLIENTS};
 
 #[cfg(test)]
 #[path = "server_tests.rs"]

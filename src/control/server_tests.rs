@@ -3,9 +3,10 @@
 use super::*;
 use crate::control::client;
 use crate::control::protocol::Target;
+use crate::control::socket::peer_uid;
 use mio::{Events, Poll};
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream as StdStream;
 use std::thread;
@@ -20,6 +21,8 @@ struct Loop {
     server: ControlServer,
     /// Every event seen, in order.
     seen: Vec<ServerEvent>,
+    /// Loop turns run.
+    turns: usize,
 }
 
 impl Loop {
@@ -32,6 +35,7 @@ impl Loop {
             events: Events::with_capacity(64),
             server,
             seen: Vec::new(),
+            turns: 0,
         }
     }
 
@@ -46,22 +50,26 @@ impl Loop {
         let t0 = Instant::now();
         loop {
             assert!(t0.elapsed() < Duration::from_secs(10), "loop timed out");
+            let wait = if self.server.backlog() { 0 } else { 10 };
             self.poll
-                .poll(&mut self.events, Some(Duration::from_millis(10)))
+                .poll(&mut self.events, Some(Duration::from_millis(wait)))
                 .unwrap();
             let tokens: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
+            let mut out = Vec::new();
             for (k, token) in tokens.into_iter().enumerate() {
                 assert!(self.server.owns(token));
                 let ev = self.events.iter().nth(k).unwrap();
-                let out = self.server.handle(self.poll.registry(), token, ev);
-                for e in out {
-                    if let ServerEvent::Request(c, r) = &e {
-                        if let Some(resp) = answer(r) {
-                            self.server.reply(self.poll.registry(), *c, &resp);
-                        }
+                out.extend(self.server.handle(self.poll.registry(), token, ev));
+            }
+            out.extend(self.server.serve(self.poll.registry()));
+            self.turns += 1;
+            for e in out {
+                if let ServerEvent::Request(c, r) = &e {
+                    if let Some(resp) = answer(r) {
+                        self.server.reply(self.poll.registry(), *c, &resp);
                     }
-                    self.seen.push(e);
                 }
+                self.seen.push(e);
             }
             if done(self) {
                 break;
@@ -432,21 +440,34 @@ fn a_reader_that_never_reads_is_dropped() {
     assert!(!lp.server.reply(lp.poll.registry(), id, &Response::ok()));
 }
 
+/// A small server for the admission tests: `limit` clients, idle at once.
+fn small_loop(path: &Path, limit: usize) -> Loop {
+    let mut lp = Loop::new(path);
+    lp.server.set_limits(limit, Duration::ZERO);
+    lp
+}
+
 #[test]
-fn too_many_clients_are_turned_away() {
+fn too_many_busy_clients_turn_the_newcomer_away_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sock");
-    let mut lp = Loop::new(&path);
+    let mut lp = small_loop(&path, 8);
     // Busy clients (each sent a request, left unanswered here).
-    let _held: Vec<StdStream> = (0..MAX_CLIENTS)
+    let _held: Vec<StdStream> = (0..8)
         .map(|_| {
             let mut c = StdStream::connect(&path).unwrap();
             c.write_all(Request::Status.to_line().as_bytes()).unwrap();
             c
         })
         .collect();
-    lp.run(&mut |_| None, &mut |l| l.requests() == MAX_CLIENTS);
+    lp.run(&mut |_| None, &mut |l| l.requests() == 8);
+    // The newcomer's request reaches the server before it is turned away: the reason
+    // line is still read, not reset.
     let mut extra = connect(&path);
+    extra
+        .get_mut()
+        .write_all(Request::Status.to_line().as_bytes())
+        .unwrap();
     extra
         .get_ref()
         .set_read_timeout(Some(Duration::from_millis(20)))
@@ -460,27 +481,192 @@ fn too_many_clients_are_turned_away() {
     }
     let r: Response = serde_json::from_str(&line).unwrap();
     assert!(r.error.unwrap().starts_with("too many clients"));
-    assert_eq!(lp.server.client_count(), MAX_CLIENTS);
+    assert_eq!(lp.server.client_count(), 8);
 }
 
 #[test]
 fn silent_clients_make_room() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sock");
-    let mut lp = Loop::new(&path);
-    let mut held: Vec<BufReader<StdStream>> = (0..MAX_CLIENTS).map(|_| connect(&path)).collect();
-    lp.run(&mut pong, &mut |l| l.server.client_count() == MAX_CLIENTS);
-    // The CLI still gets in; the oldest silent connection is closed for it.
+    let mut lp = small_loop(&path, 8);
+    let mut held: Vec<BufReader<StdStream>> = (0..8).map(|_| connect(&path)).collect();
+    lp.run(&mut pong, &mut |l| l.server.client_count() == 8);
+    // The CLI still gets in; the oldest silent connection is closed for it, told why.
     let p = path.clone();
     let t = thread::spawn(move || client::request(&p, Request::Status, Duration::from_secs(10)));
     lp.run(&mut pong, &mut |_| t.is_finished());
     assert!(t.join().unwrap().unwrap().ok);
+    let r: Response = serde_json::from_str(&read_line(&mut held[0])).unwrap();
+    assert!(r.error.unwrap().starts_with("closed: idle"));
     assert_eq!(read_line(&mut held[0]), "");
     // The CLI's own connection goes once the server has read its end.
-    lp.run(&mut pong, &mut |l| {
-        l.server.client_count() == MAX_CLIENTS - 1
+    lp.run(&mut pong, &mut |l| l.server.client_count() == 7);
+}
+
+#[test]
+fn idle_clients_go_before_followers_and_busy_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let mut lp = small_loop(&path, 6);
+    let follow = Request::Logs {
+        target: Target::All,
+        lines: 0,
+        follow: true,
+    };
+    let restart = Request::Restart {
+        target: Target::All,
+    };
+    // Two followers, two with a command in flight, then two that asked and went quiet.
+    let mut followers: Vec<_> = (0..2).map(|_| connect(&path)).collect();
+    let mut busy: Vec<_> = (0..2).map(|_| connect(&path)).collect();
+    let mut idle: Vec<_> = (0..2).map(|_| connect(&path)).collect();
+    for (group, request) in [(&mut followers, &follow), (&mut busy, &restart)] {
+        for c in group.iter_mut() {
+            c.get_mut().write_all(request.to_line().as_bytes()).unwrap();
+        }
+    }
+    for c in &mut idle {
+        c.get_mut()
+            .write_all(Request::Status.to_line().as_bytes())
+            .unwrap();
+    }
+    let mut answer = |r: &Request| match r {
+        Request::Restart { .. } => None,
+        Request::Logs { .. } => Some(Response::ok()),
+        _ => Some(Response::message("pong status")),
+    };
+    lp.run(&mut answer, &mut |l| l.requests() == 6);
+    for c in followers.iter_mut().chain(&mut idle) {
+        assert!(serde_json::from_str::<Response>(&read_line(c)).unwrap().ok);
+    }
+    // A newcomer closes the longest-idle client, never a follower or a busy one.
+    let p = path.clone();
+    let t = thread::spawn(move || client::request(&p, Request::Status, Duration::from_secs(10)));
+    lp.run(&mut answer, &mut |_| t.is_finished());
+    let r = t.join().unwrap().unwrap();
+    assert!(r.ok, "{r:?}");
+    let r: Response = serde_json::from_str(&read_line(&mut idle[0])).unwrap();
+    assert!(r.error.unwrap().starts_with("closed: idle"));
+    assert_eq!(read_line(&mut idle[0]), "");
+    lp.run(&mut answer, &mut |l| l.server.client_count() == 5);
+    let gone: Vec<Token> = lp
+        .seen
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Gone(t) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    assert!(gone.iter().all(|t| t.0 >= FIRST + 6), "{gone:?}");
+    // Followers still get lines.
+    let id = Token(FIRST);
+    let line = LogLine {
+        line: "still here".into(),
+        ..LogLine::default()
+    };
+    assert!(lp.server.send_line(lp.poll.registry(), id, &line));
+    let got: LogLine = serde_json::from_str(&read_line(&mut followers[0])).unwrap();
+    assert_eq!(got.line, "still here");
+    drop(busy);
+}
+
+#[test]
+fn a_flooding_client_gets_its_share_and_no_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let mut lp = Loop::new(&path);
+    // Pipelined status and garbage, answers read and thrown away.
+    let flood = StdStream::connect(&path).unwrap();
+    let mut reader = flood.try_clone().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let writer = thread::spawn(move || {
+        let mut flood = flood;
+        let mut chunk = Vec::new();
+        for _ in 0..500 {
+            chunk.extend_from_slice(Request::Status.to_line().as_bytes());
+            chunk.extend_from_slice(b"garbage garbage\n");
+        }
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            if flood.write_all(&chunk).is_err() {
+                break;
+            }
+        }
     });
-    assert_eq!(lp.server.client_count(), MAX_CLIENTS - 1);
+    let drain = thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    lp.run(&mut pong, &mut |l| l.requests() > 2000);
+    let mut worst = 0;
+    for _ in 0..3 {
+        let p = path.clone();
+        let t0 = Instant::now();
+        let t =
+            thread::spawn(move || client::request(&p, Request::Status, Duration::from_secs(10)));
+        let before = lp.turns;
+        let mut seen = lp.seen.len();
+        lp.run(&mut pong, &mut |l| {
+            // No turn handles more than its budget.
+            worst = worst.max(l.seen.len() - seen);
+            seen = l.seen.len();
+            t.is_finished()
+        });
+        assert!(t.join().unwrap().unwrap().ok);
+        eprintln!(
+            "answered beside a flood in {:?} ({} turns)",
+            t0.elapsed(),
+            lp.turns - before
+        );
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    }
+    assert!(worst <= TURN_BUDGET, "{worst} requests in one turn");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    lp.server.shutdown(lp.poll.registry());
+    writer.join().unwrap();
+    drain.join().unwrap();
+}
+
+#[test]
+fn a_client_that_does_not_read_is_paused_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let mut lp = Loop::new(&path);
+    const N: usize = 40_000;
+    let mut c = StdStream::connect(&path).unwrap();
+    let mut w = c.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let lines = Request::Status.to_line().repeat(N);
+        w.write_all(lines.as_bytes()).unwrap();
+    });
+    // It stops being read once its unread answers pass PAUSE_OUTPUT.
+    lp.run(&mut pong, &mut |l| {
+        l.requests() > 1000 && !l.server.backlog()
+    });
+    let paused_at = lp.requests();
+    assert!(paused_at < N, "never paused");
+    lp.run(&mut pong, &mut |_| true);
+    assert_eq!(lp.requests(), paused_at);
+    // Others are served meanwhile.
+    let p = path.clone();
+    let t = thread::spawn(move || client::request(&p, Request::Status, Duration::from_secs(10)));
+    lp.run(&mut pong, &mut |_| t.is_finished());
+    assert!(t.join().unwrap().unwrap().ok);
+    // It reads: every answer comes, none lost.
+    let reader = thread::spawn(move || {
+        let mut r = BufReader::new(&mut c);
+        (0..N).all(|_| read_line_from(&mut r).starts_with("{\"ok\":true"))
+    });
+    lp.run(&mut pong, &mut |_| reader.is_finished());
+    assert!(reader.join().unwrap());
+    writer.join().unwrap();
+    assert_eq!(lp.requests(), N + 1);
+}
+
+fn read_line_from(r: &mut impl BufRead) -> String {
+    let mut l = String::new();
+    r.read_line(&mut l).unwrap();
+    l
 }
 
 #[test]

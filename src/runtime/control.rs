@@ -104,15 +104,59 @@ impl Runtime {
         let Some(server) = &mut self.control.server else {
             return;
         };
-        for ev in server.handle(self.poll.registry(), token, event) {
+        let events = server.handle(self.poll.registry(), token, event);
+        // Departures only: nothing for the plan.
+        self.on_server_events(events, Instant::now());
+    }
+
+    /// Once per loop turn, after supervision's own work: the clients' requests, within
+    /// the server's budget. Every `status` asked in the turn gets the same answer,
+    /// computed once. True if a command changed what the plan sees: plan again before
+    /// sleeping.
+    pub(super) fn serve_control(&mut self, now: Instant) -> bool {
+        let Some(server) = &mut self.control.server else {
+            return false;
+        };
+        let events = server.serve(self.poll.registry());
+        self.on_server_events(events, now)
+    }
+
+    fn on_server_events(&mut self, events: Vec<ServerEvent>, now: Instant) -> bool {
+        let mut status_asked = Vec::new();
+        let mut acted = false;
+        for ev in events {
             match ev {
-                ServerEvent::Request(client, request) => self.on_request(client, request),
+                ServerEvent::Request(client, Request::Status) => status_asked.push(client),
+                ServerEvent::Request(client, request) => {
+                    acted = true;
+                    self.on_request(client, request);
+                }
                 ServerEvent::Gone(client) => {
                     self.control.followers.retain(|(c, _)| *c != client);
                     self.control.pending.retain(|p| p.client != client);
                 }
             }
         }
+        if status_asked.is_empty() {
+            return acted;
+        }
+        let line = Response {
+            ok: true,
+            status: Some(self.status_report(now)),
+            ..Default::default()
+        }
+        .to_line();
+        if let Some(server) = &mut self.control.server {
+            for client in status_asked {
+                server.reply_line(self.poll.registry(), client, &line);
+            }
+        }
+        acted
+    }
+
+    /// Whether a control client has more requests waiting for the next turn.
+    pub(super) fn control_backlog(&self) -> bool {
+        self.control.server.as_ref().is_some_and(|s| s.backlog())
     }
 
     fn reply(&mut self, client: ClientId, response: Response) -> bool {
@@ -163,18 +207,8 @@ impl Runtime {
         let verb = request.name();
         let now = Instant::now();
         let (ids, want) = match request {
-            Request::Status => {
-                let report = self.status_report(now);
-                self.reply(
-                    client,
-                    Response {
-                        ok: true,
-                        status: Some(report),
-                        ..Default::default()
-                    },
-                );
-                return;
-            }
+            // Answered together, by `on_server_events`.
+            Request::Status => return,
             Request::Logs {
                 target,
                 lines,

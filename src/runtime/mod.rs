@@ -230,6 +230,7 @@ impl Runtime {
             self.expire_exec_probes(now);
             self.check_memory(now);
             let (wake_at, exit) = self.reconcile();
+            let commanded = self.serve_control(Instant::now());
             self.answer_pending(Instant::now());
             self.flush_followers();
             if let Some(code) = exit {
@@ -247,7 +248,7 @@ impl Runtime {
             .flatten()
             .min();
             let room = sinks!(self).room();
-            let timeout = if self.pipes.busy(room) {
+            let timeout = if self.pipes.busy(room) || commanded || self.control_backlog() {
                 Some(Duration::ZERO)
             } else {
                 wake_at.map(|at| at.saturating_duration_since(Instant::now()))
