@@ -31,24 +31,8 @@ const MAX_DATAGRAM: usize = 4096;
 /// all means fds sent to us (`FDSTORE=1`) are always received, and then closed, never leaked.
 const MAX_FDS: usize = 253;
 
-/// One parsed notification. Keys absent from the datagram leave their field at its default.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct NotifyMessage {
-    /// `READY=1`
-    pub ready: bool,
-    /// `STOPPING=1`
-    pub stopping: bool,
-    /// `RELOADING=1`
-    pub reloading: bool,
-    /// `WATCHDOG=1` (a keep-alive; `WATCHDOG=trigger` is ignored)
-    pub watchdog: bool,
-    /// `STATUS=...`, control characters replaced by spaces; `STATUS=` gives `Some("")`.
-    pub status: Option<String>,
-    /// `MAINPID=n` (n > 0)
-    pub main_pid: Option<i32>,
-    /// `ERRNO=n` (n >= 0)
-    pub errno: Option<i32>,
-}
+/// One parsed notification: the core's type, which the parser fills in.
+pub use crate::state::NotifyMessage;
 
 /// Parse one datagram: newline-separated `KEY=VALUE` lines; unknown keys, lines without `=`
 /// and malformed numbers are ignored, invalid UTF-8 is replaced, a later key wins.

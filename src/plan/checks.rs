@@ -1,21 +1,18 @@
-//! Readiness probes, `ready_timeout`, health checks and the sd_notify watchdog of a
-//! running instance: when each is due, derived from recorded facts like every other
-//! deadline of the plan.
+//! The verdicts on a running instance, each derived from recorded facts like every
+//! other deadline of the plan: readiness (probes, `delay`, `ready_timeout` and the
+//! rollback of a rolling update), health checks, the sd_notify watchdog, and
+//! `max_memory` (the runtime only samples memory when asked, and records the sample).
 
 use std::time::{Duration, Instant};
 
-use super::{is_ready, Action, Plan};
+use super::{is_ready, Action, Desired, Plan};
 use crate::config::{AppSpec, ReadySpec};
-use crate::state::{Instance, InstanceId, Who};
+use crate::state::{Instance, InstanceId, Observed, Purpose, Who, Why};
 
 /// Pause between two readiness probes of a starting instance.
 pub const READY_PROBE_INTERVAL: Duration = Duration::from_millis(100);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Purpose {
-    Ready,
-    Health,
-}
+/// How often resident memory is compared with `max_memory`.
+pub const MEMORY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The kinds of readiness that wait for a fact (a probe or a notify message).
 pub fn waits_for_fact(ready: &ReadySpec) -> bool {
@@ -29,19 +26,34 @@ fn probed(ready: &ReadySpec) -> bool {
     )
 }
 
+/// Plan the checks of a running slot instance. True when a stop was decided.
 pub(super) fn plan_checks(
     app: &AppSpec,
-    id: &InstanceId,
     inst: &Instance,
+    desired: &Desired,
+    observed: &Observed,
     now: Instant,
     plan: &mut Plan,
-) {
-    if !inst.up() {
-        return;
-    }
+) -> bool {
+    let Some(run) = inst.run().filter(|r| r.stop.is_none()) else {
+        return false;
+    };
+    let id = &inst.id;
     let who = Who::Slot(id.clone());
-    let started = inst.started_at.unwrap_or(now);
-    if let (ReadySpec::Delay(delay), false) = (&app.ready, inst.ready) {
+    let stop = |plan: &mut Plan, why| {
+        plan.actions.push(Action::Stop(who.clone(), why));
+        true
+    };
+    if let Some(why) = run.stop_wanted {
+        return stop(plan, why);
+    }
+    if let (Some(limit), Some(used)) = (app.max_memory, run.memory) {
+        if used > limit {
+            return stop(plan, Why::Memory { used, limit });
+        }
+    }
+    let started = run.started_at;
+    if let (ReadySpec::Delay(delay), None) = (&app.ready, run.ready_at) {
         // Derived by `is_ready` already; recorded (and announced) once as a fact.
         if now >= started + *delay {
             plan.actions.push(Action::Ready(id.clone()));
@@ -49,15 +61,14 @@ pub(super) fn plan_checks(
             plan.wake(started + *delay);
         }
     }
-    if waits_for_fact(&app.ready) && !inst.ready {
+    if waits_for_fact(&app.ready) && run.ready_at.is_none() {
         let deadline = started + app.ready_timeout;
         if now >= deadline {
-            plan.actions.push(Action::ReadyTimeout(id.clone()));
-            return;
+            return ready_timeout(desired.generation(app), id, observed, plan);
         }
         plan.wake(deadline);
-        if probed(&app.ready) && !inst.probe_in_flight {
-            let due = inst
+        if probed(&app.ready) && !run.probe_in_flight {
+            let due = run
                 .last_probe_at
                 .map_or(started, |t| t + READY_PROBE_INTERVAL);
             if now >= due {
@@ -66,11 +77,14 @@ pub(super) fn plan_checks(
                 plan.wake(due);
             }
         }
-        return;
+        return false;
     }
     if let Some(health) = &app.health {
-        if !inst.probe_in_flight && is_ready(Some(app), inst, now, plan) {
-            let base = inst.last_probe_at.or(inst.ready_at).unwrap_or(started);
+        if run.health_failures >= health.failures {
+            return stop(plan, Why::Unhealthy);
+        }
+        if !run.probe_in_flight && is_ready(Some(app), inst, now, plan) {
+            let base = run.last_probe_at.or(run.ready_at).unwrap_or(started);
             let due = base + health.interval;
             if now >= due {
                 plan.actions
@@ -81,11 +95,54 @@ pub(super) fn plan_checks(
         }
     }
     if let (Some(watchdog), ReadySpec::Notify) = (app.watchdog, &app.ready) {
-        let base = inst.watchdog_at.or(inst.ready_at).unwrap_or(started);
+        let base = run.watchdog_at.or(run.ready_at).unwrap_or(started);
         if now >= base + watchdog {
-            plan.actions.push(Action::WatchdogMiss(who));
-        } else {
-            plan.wake(base + watchdog);
+            return stop(plan, Why::Watchdog);
         }
+        plan.wake(base + watchdog);
+    }
+    false
+}
+
+/// Not ready within `ready_timeout`. During a rolling update the old instance takes
+/// its place back and the app stays on the old version; otherwise the run failed.
+fn ready_timeout(generation: u64, id: &InstanceId, observed: &Observed, plan: &mut Plan) -> bool {
+    let old_serves = observed
+        .outgoing
+        .values()
+        .any(|o| &o.id == id && o.alive() && o.stop().is_none());
+    let action = if old_serves {
+        Action::Rollback(id.clone(), generation)
+    } else {
+        Action::Stop(Who::Slot(id.clone()), Why::NotReady)
+    };
+    plan.actions.push(action);
+    true
+}
+
+/// While some running instance's app sets `max_memory`, sample their memory every
+/// `MEMORY_CHECK_INTERVAL`; otherwise no timer at all.
+pub(super) fn plan_memory(desired: &Desired, observed: &Observed, now: Instant, plan: &mut Plan) {
+    let watched: Vec<(Who, i32)> = observed
+        .instances
+        .values()
+        .filter(|i| i.up())
+        .filter(|i| {
+            desired
+                .app(&i.id.app)
+                .is_some_and(|a| a.max_memory.is_some())
+        })
+        .filter_map(|i| Some((Who::Slot(i.id.clone()), i.group()?)))
+        .collect();
+    if watched.is_empty() {
+        return;
+    }
+    let due = observed
+        .memory_sampled_at
+        .map_or(now, |t| t + MEMORY_CHECK_INTERVAL);
+    if now >= due {
+        plan.actions.push(Action::SampleMemory(watched));
+    } else {
+        plan.wake(due);
     }
 }

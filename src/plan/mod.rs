@@ -2,23 +2,29 @@
 //!
 //! Pure and level-triggered: it looks at the whole state every time and says what to do
 //! next, plus the earliest time it wants to be asked again (`wake_at`). Deadlines are
-//! derived from recorded facts (`restart_at`, a stop's start + `stop_timeout`), so
-//! nothing holds a timer. The runtime records the effect of every action as a fact
-//! before it asks again, so the same action is never emitted twice.
+//! derived from recorded facts (a restart time, a stop's start + `stop_timeout`, the
+//! last file event + the debounce), so nothing holds a timer. Every decision of the
+//! supervisor is taken here: restarts, rolling updates and rollbacks, readiness
+//! timeouts, health, watchdog and `max_memory` verdicts, the reload debounce, and when
+//! a control command is done. The runtime records the effect of every action as a
+//! fact (`state::observe`) before it asks again, so the same action is never emitted
+//! twice.
 
 pub mod checks;
+pub mod commands;
 pub mod diff;
 pub mod order;
+pub mod reload;
 
-pub use checks::Purpose;
+pub use crate::state::Purpose;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::config::{AppSpec, Ecosystem, ReadySpec, UpdateStrategy};
-use crate::state::{Done, Instance, InstanceId, Observed, Who};
+use crate::config::{AppSpec, Ecosystem, UpdateStrategy};
+use crate::state::{Instance, InstanceId, Next, Observed, Phase, Who, Why};
 
 /// What supervise is asked to run: the file, plus per-app restart epochs (a `watch`
 /// trigger bumps one, and the instances are replaced as if their spec had changed).
@@ -55,7 +61,7 @@ pub enum Action {
     /// Rolling update: the running instance becomes outgoing, a successor will start.
     Replace(InstanceId),
     /// Send the app's `stop_signal` to the instance's process group.
-    Stop(Who),
+    Stop(Who, Why),
     /// SIGKILL the instance's process group.
     Kill(Who),
     /// The instance is gone and no longer wanted: drop its record.
@@ -64,10 +70,21 @@ pub enum Action {
     Probe(Who, Purpose),
     /// A `delay` readiness has elapsed: record the instance as ready.
     Ready(InstanceId),
-    /// Not ready within `ready_timeout`: roll back a rolling update, or fail the run.
-    ReadyTimeout(InstanceId),
-    /// No `WATCHDOG=1` in time: fail the run.
-    WatchdogMiss(Who),
+    /// A rolling update's new instance was not ready within `ready_timeout`: the old
+    /// one takes the slot back, the app stays off this generation.
+    Rollback(InstanceId, u64),
+    /// Sample the resident memory of these instances' groups (`max_memory`).
+    SampleMemory(Vec<(Who, i32)>),
+    /// The ecosystem file changed and the debounce has passed: read it again.
+    Reload,
+    /// An app's watched files changed and the debounce has passed: roll the app.
+    WatchRestart(String),
+    /// A control command is done (or failed, or ran out of time): answer it.
+    Answer {
+        ticket: u64,
+        asker: usize,
+        result: Result<String, String>,
+    },
     /// Nothing is left to run: leave with this code.
     Exit(i32),
 }
@@ -95,10 +112,13 @@ pub fn stop_policy(desired: &Desired, app: &str) -> (Signal, Duration) {
 
 pub fn plan(desired: &Desired, observed: &Observed, now: Instant) -> Plan {
     let mut plan = Plan::default();
+    commands::plan_commands(desired, observed, now, &mut plan);
     if let Some(shutdown) = observed.shutdown {
         plan_shutdown(desired, observed, shutdown.force, now, &mut plan);
         return plan;
     }
+    reload::plan_changes(desired, observed, now, &mut plan);
+    checks::plan_memory(desired, observed, now, &mut plan);
     for i in order::start_order(&desired.eco) {
         plan_app(&desired.eco.apps[i], desired, observed, now, &mut plan);
     }
@@ -126,12 +146,12 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
     let mut replacing = observed
         .outgoing
         .values()
-        .any(|o| o.id.app == app.name && o.alive() && o.stop.is_none());
+        .any(|o| o.id.app == app.name && o.alive() && o.stop().is_none());
     for index in 0..app.instances {
         let id = InstanceId::new(&app.name, index);
         if desired.holds.contains(&id) {
             if let Some(inst) = observed.instances.get(&id).filter(|i| i.alive()) {
-                drive_stop(Who::Slot(id), inst, desired, now, plan);
+                drive_stop(Who::Slot(id), inst, Why::Asked, desired, now, plan);
             }
             continue;
         }
@@ -141,39 +161,50 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
             }
             continue;
         };
-        let outdated = inst.generation != generation;
-        if inst.pid.is_some() {
-            checks::plan_checks(app, &id, inst, now, plan);
-            let failed = observed.failed_generation.get(&app.name) == Some(&generation);
-            if outdated && inst.stop.is_none() && !failed {
-                match app.update {
-                    UpdateStrategy::Recreate => drive_stop(Who::Slot(id), inst, desired, now, plan),
-                    UpdateStrategy::Rolling if !replacing => {
-                        replacing = true;
-                        plan.actions.push(Action::Replace(id));
+        let outdated = inst.outdated || inst.generation != generation;
+        let ended = match &inst.phase {
+            Phase::Running(run) => {
+                let stopping = checks::plan_checks(app, inst, desired, observed, now, plan);
+                let failed = observed.failed_generation.get(&app.name) == Some(&generation);
+                if outdated && run.stop.is_none() && !stopping && !failed {
+                    match app.update {
+                        UpdateStrategy::Recreate => {
+                            drive_stop(Who::Slot(id), inst, Why::Asked, desired, now, plan)
+                        }
+                        UpdateStrategy::Rolling if !replacing => {
+                            replacing = true;
+                            plan.actions.push(Action::Replace(id));
+                        }
+                        UpdateStrategy::Rolling => {}
                     }
-                    UpdateStrategy::Rolling => {}
                 }
+                continue;
             }
-            continue;
-        }
-        if inst.group_alive {
+            Phase::Ended(ended) => ended,
+            Phase::New => {
+                if deps_ready {
+                    plan.actions.push(Action::Spawn(id));
+                }
+                continue;
+            }
+        };
+        if ended.leftovers.is_some() {
             // The leader is gone but its group lives on: stop the leftovers before a
             // new run, as systemd's KillMode=control-group does.
-            drive_stop(Who::Slot(id), inst, desired, now, plan);
-        } else if outdated && inst.started_at.is_some() {
+            drive_stop(Who::Slot(id), inst, Why::Asked, desired, now, plan);
+            continue;
+        }
+        let due = match ended.next {
             // A new version replaces a finished, errored or backing-off run at once.
-            if deps_ready {
-                plan.actions.push(Action::Spawn(id));
-            }
-        } else if inst.done.is_some() {
-        } else if let Some(at) = inst.restart_at {
-            if now < at {
+            _ if outdated => true,
+            Next::Finished(_) | Next::Errored => false,
+            Next::Restart(at) if now < at => {
                 plan.wake(at);
-            } else if deps_ready {
-                plan.actions.push(Action::Spawn(id));
+                false
             }
-        } else if deps_ready {
+            Next::Restart(_) | Next::Stopped => true,
+        };
+        if due && deps_ready {
             plan.actions.push(Action::Spawn(id));
         }
     }
@@ -186,7 +217,7 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
 
 /// An instance replaced by a rolling update serves until its successor is ready, then
 /// stops gracefully. If the successor is not running (it crashed, or backs off), the
-/// old one keeps serving.
+/// old one keeps serving. A rolled-back new instance is stopped at once.
 fn plan_outgoing(
     who: Who,
     inst: &Instance,
@@ -199,41 +230,36 @@ fn plan_outgoing(
         plan.actions.push(Action::Forget(who));
         return;
     }
-    if inst.stop.is_some() {
-        drive_stop(who, inst, desired, now, plan);
+    if let Some(why) = inst.run().and_then(|r| r.stop_wanted) {
+        drive_stop(who, inst, why, desired, now, plan);
         return;
     }
-    let wanted = desired
-        .app(&inst.id.app)
-        .is_some_and(|app| inst.id.index < app.instances);
+    if inst.stop().is_some() {
+        drive_stop(who, inst, Why::Asked, desired, now, plan);
+        return;
+    }
     let spec = desired.app(&inst.id.app);
+    let wanted = spec.is_some_and(|app| inst.id.index < app.instances);
     let successor_ready = observed
         .instances
         .get(&inst.id)
         .is_some_and(|s| is_ready(spec, s, now, plan));
     if !wanted || successor_ready {
-        drive_stop(who, inst, desired, now, plan);
+        drive_stop(who, inst, Why::Asked, desired, now, plan);
     }
 }
 
-/// The one place that says whether an instance is ready (rolling updates and
-/// `depends_on` wait for it). `started`: as soon as it runs; `delay`: that long after;
-/// the other kinds: when the fact arrived (sd_notify READY=1, a probe). A readiness
-/// that comes with time asks the plan to wake up then.
+/// The one place that says whether an instance is ready (rolling updates, `depends_on`
+/// and control commands wait for it), by `Instance::ready_since`. A readiness that
+/// comes with time asks the plan to wake up then.
 pub fn is_ready(spec: Option<&AppSpec>, inst: &Instance, now: Instant, plan: &mut Plan) -> bool {
-    if !inst.up() {
-        return false;
-    }
-    match spec.map(|s| &s.ready) {
-        None | Some(ReadySpec::Started) => true,
-        Some(ReadySpec::Delay(delay)) => {
-            let at = inst.started_at.map_or(now, |t| t + *delay);
-            if now < at {
-                plan.wake(at);
-            }
-            now >= at
+    match inst.ready_since(spec.map(|s| &s.ready)) {
+        Some(at) if at <= now => true,
+        Some(at) => {
+            plan.wake(at);
+            false
         }
-        Some(_) => inst.ready,
+        None => false,
     }
 }
 
@@ -254,7 +280,9 @@ fn dependencies_ready(
             match observed.instances.get(&InstanceId::new(&dep.name, index)) {
                 Some(inst) => {
                     is_ready(Some(dep), inst, now, plan)
-                        || matches!(&inst.done, Some(Done::Finished(s)) if s.success())
+                        || inst
+                            .ended()
+                            .is_some_and(|e| matches!(&e.next, Next::Finished(s) if s.success()))
                 }
                 None => false,
             }
@@ -265,16 +293,23 @@ fn dependencies_ready(
 /// An instance that must go: stop it, then forget it once nothing of it is left.
 fn retire(who: Who, inst: &Instance, desired: &Desired, now: Instant, plan: &mut Plan) {
     if inst.alive() {
-        drive_stop(who, inst, desired, now, plan);
+        drive_stop(who, inst, Why::Asked, desired, now, plan);
     } else {
         plan.actions.push(Action::Forget(who));
     }
 }
 
 /// The graceful stop sequence: stop signal, then SIGKILL after `stop_timeout`.
-fn drive_stop(who: Who, inst: &Instance, desired: &Desired, now: Instant, plan: &mut Plan) {
-    match inst.stop {
-        None => plan.actions.push(Action::Stop(who)),
+fn drive_stop(
+    who: Who,
+    inst: &Instance,
+    why: Why,
+    desired: &Desired,
+    now: Instant,
+    plan: &mut Plan,
+) {
+    match inst.stop() {
+        None => plan.actions.push(Action::Stop(who, why)),
         Some(stop) if !stop.killed => {
             let (_, timeout) = stop_policy(desired, &inst.id.app);
             let deadline = stop.at + timeout;
@@ -306,11 +341,11 @@ fn plan_shutdown(
         |app: &str| order::dependents(&desired.eco, app).any(|d| alive_apps.contains(d));
     for (who, inst) in observed.all().filter(|(_, i)| i.alive()) {
         if force {
-            if !inst.stop.is_some_and(|s| s.killed) {
+            if !inst.stop().is_some_and(|s| s.killed) {
                 plan.actions.push(Action::Kill(who));
             }
-        } else if inst.stop.is_some() || !dependents_alive(&inst.id.app) {
-            drive_stop(who, inst, desired, now, plan);
+        } else if inst.stop().is_some() || !dependents_alive(&inst.id.app) {
+            drive_stop(who, inst, Why::Asked, desired, now, plan);
         }
     }
     if alive_apps.is_empty() {
@@ -334,14 +369,11 @@ fn finished(desired: &Desired, observed: &Observed) -> Option<i32> {
             return None;
         }
         for index in 0..app.instances {
-            match observed
-                .instances
-                .get(&InstanceId::new(&app.name, index))?
-                .done
-            {
-                Some(Done::Finished(ref status)) => all_ok &= status.success(),
-                Some(Done::Errored) => all_ok = false,
-                None => return None,
+            let inst = observed.instances.get(&InstanceId::new(&app.name, index))?;
+            match &inst.ended()?.next {
+                Next::Finished(status) => all_ok &= status.success(),
+                Next::Errored => all_ok = false,
+                Next::Restart(_) | Next::Stopped => return None,
             }
         }
     }

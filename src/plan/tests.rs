@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::{RestartPolicy, Settings};
-use crate::state::{ExitStatus, Outcome, Shutdown};
+use crate::state::{observe, Command, ExitStatus, Fact, Reading, Verb};
 use std::path::PathBuf;
 
 fn ms(n: u64) -> Duration {
@@ -31,13 +31,21 @@ fn slot(app: &str, index: u32) -> Who {
     Who::Slot(id(app, index))
 }
 
-/// A fake runtime: performs actions on `Observed` the way the real one does, handing
-/// out pids, and returns what it did.
+fn stop(who: Who) -> Action {
+    Action::Stop(who, Why::Asked)
+}
+
+/// A fake runtime: performs actions the way the real one does, recording the same
+/// facts through the same `state::observe`, with pids handed out in order and time as
+/// a field. Answers to control commands are kept for the test to read.
 struct Sim {
     d: Desired,
     obs: Observed,
     now: Instant,
     next_pid: i32,
+    /// Resident memory per process group, as `SampleMemory` would read it.
+    memory: BTreeMap<i32, u64>,
+    answers: Vec<(usize, Result<String, String>)>,
 }
 
 impl Sim {
@@ -47,6 +55,58 @@ impl Sim {
             obs: Observed::default(),
             now: Instant::now(),
             next_pid: 100,
+            memory: BTreeMap::new(),
+            answers: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, fact: Fact<'_>) {
+        observe(&mut self.obs, fact, self.now);
+    }
+
+    fn perform(&mut self, action: &Action) {
+        match action {
+            Action::Spawn(i) => {
+                self.next_pid += 1;
+                let generation = self.d.generation(self.d.app(&i.app).unwrap());
+                let fact = Fact::Spawned {
+                    id: i.clone(),
+                    pid: self.next_pid,
+                    generation,
+                };
+                self.record(fact);
+            }
+            Action::Replace(i) => self.record(Fact::Replaced(i.clone())),
+            Action::Stop(w, why) => self.record(Fact::StopSent(w.clone(), *why)),
+            Action::Kill(w) => self.record(Fact::Killed(w.clone())),
+            Action::Forget(w) => self.record(Fact::Forgotten(w.clone())),
+            Action::Probe(w, _) => self.record(Fact::ProbeStarted(w.clone())),
+            Action::Ready(i) => self.record(Fact::Ready(Who::Slot(i.clone()))),
+            Action::Rollback(i, generation) => self.record(Fact::RolledBack {
+                id: i.clone(),
+                generation: *generation,
+            }),
+            Action::SampleMemory(watched) => {
+                let samples = watched
+                    .iter()
+                    .filter_map(|(w, g)| Some((w.clone(), *self.memory.get(g)?)))
+                    .collect();
+                self.record(Fact::MemorySampled(samples));
+            }
+            Action::Reload => self.record(Fact::ConfigRead(Reading::Unchanged)),
+            Action::WatchRestart(app) => {
+                *self.d.epochs.entry(app.clone()).or_default() += 1;
+                self.record(Fact::WatchHandled(app.clone()));
+            }
+            Action::Answer {
+                ticket,
+                asker,
+                result,
+            } => {
+                self.answers.push((*asker, result.clone()));
+                self.record(Fact::Answered(*ticket));
+            }
+            Action::Exit(_) => {}
         }
     }
 
@@ -60,23 +120,7 @@ impl Sim {
             }
             let exit = p.actions.iter().any(|a| matches!(a, Action::Exit(_)));
             for a in &p.actions {
-                match a {
-                    Action::Spawn(i) => {
-                        self.next_pid += 1;
-                        let generation = self.d.generation(self.d.app(&i.app).unwrap());
-                        self.obs.spawned(i, self.next_pid, generation, self.now);
-                    }
-                    Action::Replace(i) => {
-                        self.obs.replace(i);
-                    }
-                    Action::Stop(w) => self.obs.stop_requested(w, self.now),
-                    Action::Kill(w) => self.obs.killed(w, self.now),
-                    Action::Forget(w) => self.obs.forget(w),
-                    Action::Probe(w, _) => self.obs.probe_started(w, self.now),
-                    Action::Ready(i) => self.obs.mark_ready(&Who::Slot(i.clone()), self.now),
-                    Action::ReadyTimeout(_) | Action::WatchdogMiss(_) => {}
-                    Action::Exit(_) => {}
-                }
+                self.perform(a);
             }
             all.extend(p.actions);
             if exit {
@@ -90,19 +134,25 @@ impl Sim {
         plan(&self.d, &self.obs, self.now).wake_at
     }
 
-    fn exit(&mut self, i: &InstanceId, status: ExitStatus) -> Outcome {
-        let spec = self.d.app(&i.app).cloned();
-        self.obs.exited(
-            &Who::Slot(i.clone()),
-            spec.as_ref(),
+    /// The leader of `who` exited; what follows, as recorded.
+    fn exit_who(&mut self, who: Who, status: ExitStatus, group_alive: bool) -> Next {
+        let spec = self.d.app(&self.obs.get(&who).unwrap().id.app).cloned();
+        let fact = Fact::Exited {
+            who: who.clone(),
             status,
-            false,
-            self.now,
-        )
+            group_alive,
+            spec: spec.as_ref(),
+        };
+        observe(&mut self.obs, fact, self.now);
+        self.obs.get(&who).unwrap().ended().unwrap().next.clone()
+    }
+
+    fn exit(&mut self, i: &InstanceId, status: ExitStatus) -> Next {
+        self.exit_who(Who::Slot(i.clone()), status, false)
     }
 
     fn pid(&self, i: &InstanceId) -> Option<i32> {
-        self.obs.instances.get(i).and_then(|x| x.pid)
+        self.obs.instances.get(i).and_then(Instance::pid)
     }
 
     fn advance(&mut self, d: Duration) {
@@ -140,9 +190,9 @@ fn crash_loop_backs_off_then_errors_while_others_run() {
     loop {
         s.advance(ms(5));
         match s.exit(&id("bad", 0), ExitStatus::Code(1)) {
-            Outcome::Restart(d) => delays.push(d),
-            Outcome::Errored(n) => {
-                assert_eq!(n, 4);
+            Next::Restart(at) => delays.push(at - s.now),
+            Next::Errored => {
+                assert_eq!(s.obs.instances[&id("bad", 0)].crashes, 4);
                 break;
             }
             o => panic!("{o:?}"),
@@ -169,19 +219,13 @@ fn dependency_starts_first_and_stops_last() {
     let pos = |a: &Action| acts.iter().position(|x| x == a).unwrap();
     assert!(pos(&Action::Spawn(id("db", 0))) < pos(&Action::Spawn(id("api", 0))));
 
-    s.obs.shutdown = Some(Shutdown {
-        at: s.now,
-        force: false,
-    });
+    s.record(Fact::ShutdownAsked { quit: false });
     let acts = s.step();
-    assert_eq!(
-        acts,
-        vec![Action::Stop(slot("api", 0)), Action::Stop(slot("api", 1))]
-    );
+    assert_eq!(acts, vec![stop(slot("api", 0)), stop(slot("api", 1))]);
     s.exit(&id("api", 0), ExitStatus::Signal(Signal::SIGTERM));
     assert!(s.step().is_empty(), "db waits for every api instance");
     s.exit(&id("api", 1), ExitStatus::Code(0));
-    assert_eq!(s.step(), vec![Action::Stop(slot("db", 0))]);
+    assert_eq!(s.step(), vec![stop(slot("db", 0))]);
     s.exit(&id("db", 0), ExitStatus::Code(0));
     assert_eq!(s.step(), vec![Action::Exit(0)]);
 }
@@ -212,11 +256,8 @@ fn stop_timeout_escalates_to_kill() {
     a.stop_timeout = ms(500);
     let mut s = Sim::new(eco(vec![a]));
     s.step();
-    s.obs.shutdown = Some(Shutdown {
-        at: s.now,
-        force: false,
-    });
-    assert_eq!(s.step(), vec![Action::Stop(slot("web", 0))]);
+    s.record(Fact::ShutdownAsked { quit: false });
+    assert_eq!(s.step(), vec![stop(slot("web", 0))]);
     assert_eq!(s.wake_at(), Some(s.now + ms(500)));
     s.advance(ms(499));
     assert!(s.step().is_empty());
@@ -231,15 +272,9 @@ fn stop_timeout_escalates_to_kill() {
 fn second_signal_kills_at_once() {
     let mut s = Sim::new(eco(vec![app("web", 2)]));
     s.step();
-    s.obs.shutdown = Some(Shutdown {
-        at: s.now,
-        force: false,
-    });
+    s.record(Fact::ShutdownAsked { quit: false });
     s.step();
-    s.obs.shutdown = Some(Shutdown {
-        at: s.now,
-        force: true,
-    });
+    s.record(Fact::ShutdownAsked { quit: false });
     assert_eq!(
         s.step(),
         vec![Action::Kill(slot("web", 0)), Action::Kill(slot("web", 1))]
@@ -251,10 +286,7 @@ fn shutdown_drops_pending_restarts() {
     let mut s = Sim::new(eco(vec![app("web", 1)]));
     s.step();
     s.exit(&id("web", 0), ExitStatus::Code(1));
-    s.obs.shutdown = Some(Shutdown {
-        at: s.now,
-        force: false,
-    });
+    s.record(Fact::ShutdownAsked { quit: false });
     assert_eq!(s.step(), vec![Action::Exit(0)]);
 }
 
@@ -263,16 +295,13 @@ fn leftover_group_is_stopped_before_restart() {
     let mut s = Sim::new(eco(vec![app("web", 1)]));
     s.step();
     let i = id("web", 0);
-    let spec = s.d.eco.apps[0].clone();
     s.advance(ms(5000));
     let w = Who::Slot(i.clone());
-    let out = s
-        .obs
-        .exited(&w, Some(&spec), ExitStatus::Code(0), true, s.now);
-    assert_eq!(out, Outcome::Restart(Duration::ZERO));
-    assert_eq!(s.step(), vec![Action::Stop(w.clone())]);
+    let out = s.exit_who(w.clone(), ExitStatus::Code(0), true);
+    assert_eq!(out, Next::Restart(s.now));
+    assert_eq!(s.step(), vec![stop(w.clone())]);
     assert!(s.step().is_empty(), "no new run while the old group lives");
-    s.obs.group_gone(&w);
+    s.record(Fact::GroupGone(w));
     assert_eq!(s.step(), vec![Action::Spawn(i)]);
 }
 
@@ -282,10 +311,7 @@ fn scaling_down_stops_the_highest_numbers_and_forgets_them() {
     s.step();
     let pids: Vec<_> = (0..2).map(|n| s.pid(&id("web", n))).collect();
     s.d.eco.apps[0].instances = 2;
-    assert_eq!(
-        s.step(),
-        vec![Action::Stop(slot("web", 2)), Action::Stop(slot("web", 3))]
-    );
+    assert_eq!(s.step(), vec![stop(slot("web", 2)), stop(slot("web", 3))]);
     s.exit(&id("web", 2), ExitStatus::Signal(Signal::SIGTERM));
     s.exit(&id("web", 3), ExitStatus::Signal(Signal::SIGTERM));
     assert_eq!(
@@ -338,7 +364,7 @@ fn a_finished_one_shot_dependency_lets_dependents_start() {
     let mut s = Sim::new(eco(vec![migrate, web]));
     s.step();
     s.exit(&id("migrate", 0), ExitStatus::Code(0));
-    s.obs.instances.remove(&id("web", 0));
+    s.record(Fact::Forgotten(slot("web", 0)));
     assert_eq!(s.step(), vec![Action::Spawn(id("web", 0))]);
 }
 
@@ -366,29 +392,22 @@ fn rolling_update_replaces_one_at_a_time_new_before_old() {
         vec![
             Action::Replace(id("web", 0)),
             Action::Spawn(id("web", 0)),
-            Action::Stop(old0.clone()),
+            stop(old0.clone()),
             Action::Replace(id("web", 1)),
             Action::Spawn(id("web", 1)),
-            Action::Stop(old1.clone()),
+            stop(old1.clone()),
         ],
         "each new instance starts before its old one is stopped"
     );
     assert_eq!(s.pid(&id("other", 0)), other, "untouched app keeps its pid");
     // The old ones are forgotten once gone.
     for (w, pid) in [(old0, 101), (old1, 102)] {
-        let spec = s.d.eco.apps[0].clone();
         let who = s
             .obs
             .find_leader(&id("web", 0), pid)
             .or(s.obs.find_leader(&id("web", 1), pid));
         assert_eq!(who, Some(w.clone()));
-        s.obs.exited(
-            &w,
-            Some(&spec),
-            ExitStatus::Signal(Signal::SIGTERM),
-            false,
-            s.now,
-        );
+        s.exit_who(w, ExitStatus::Signal(Signal::SIGTERM), false);
     }
     assert_eq!(
         s.step(),
@@ -402,12 +421,15 @@ fn rolling_update_keeps_the_old_instance_while_the_new_one_is_down() {
     let mut s = Sim::new(eco(vec![app("web", 1)]));
     s.step();
     s.d.eco.apps[0].command.argv.push("--v2".into());
-    s.obs.replace(&id("web", 0));
-    s.step();
+    // The successor starts, and crashes before the old one is told to stop.
+    let p = plan(&s.d, &s.obs, s.now);
+    assert_eq!(p.actions, vec![Action::Replace(id("web", 0))]);
+    s.perform(&p.actions[0]);
+    let p = plan(&s.d, &s.obs, s.now);
+    assert_eq!(p.actions, vec![Action::Spawn(id("web", 0))]);
+    s.perform(&p.actions[0]);
     let new = s.pid(&id("web", 0)).unwrap();
     assert_ne!(new, 101);
-    // Pretend the successor crashed before the old one was told to stop.
-    s.obs.outgoing.get_mut(&101).unwrap().stop = None;
     s.exit(&id("web", 0), ExitStatus::Code(1));
     assert!(
         s.step().is_empty(),
@@ -423,7 +445,7 @@ fn recreate_stops_first_then_starts() {
     let mut s = Sim::new(eco(vec![a]));
     s.step();
     s.d.eco.apps[0].env.insert("V".into(), "2".into());
-    assert_eq!(s.step(), vec![Action::Stop(slot("web", 0))]);
+    assert_eq!(s.step(), vec![stop(slot("web", 0))]);
     s.exit(&id("web", 0), ExitStatus::Signal(Signal::SIGTERM));
     assert_eq!(s.step(), vec![Action::Spawn(id("web", 0))]);
 }
@@ -470,7 +492,7 @@ fn removed_app_is_stopped_and_added_app_started() {
     let acts = s.step();
     assert_eq!(
         acts,
-        vec![Action::Spawn(id("new", 0)), Action::Stop(slot("old", 0))]
+        vec![Action::Spawn(id("new", 0)), stop(slot("old", 0))]
     );
     assert_eq!(s.pid(&id("keep", 0)), keep);
     s.exit(&id("old", 0), ExitStatus::Code(0));
@@ -486,19 +508,8 @@ fn edits_during_a_rollout_converge_to_the_last_version() {
         // Only part of the rollout happens before the next edit.
         for _ in 0..2 {
             let p = plan(&s.d, &s.obs, s.now);
-            for a in p.actions {
-                match a {
-                    Action::Replace(i) => {
-                        s.obs.replace(&i);
-                    }
-                    Action::Spawn(i) => {
-                        s.next_pid += 1;
-                        let g = s.d.generation(s.d.app(&i.app).unwrap());
-                        s.obs.spawned(&i, s.next_pid, g, s.now);
-                    }
-                    Action::Stop(w) => s.obs.stop_requested(&w, s.now),
-                    _ => {}
-                }
+            for a in &p.actions {
+                s.perform(a);
             }
         }
     }
@@ -506,8 +517,7 @@ fn edits_during_a_rollout_converge_to_the_last_version() {
     // Every stopped outgoing instance exits.
     let old: Vec<i32> = s.obs.outgoing.keys().copied().collect();
     for pgid in old {
-        s.obs
-            .exited(&Who::Old(pgid), None, ExitStatus::Code(0), false, s.now);
+        s.exit_who(Who::Old(pgid), ExitStatus::Code(0), false);
     }
     s.step();
     let g = s.d.generation(&s.d.eco.apps[0]);
@@ -530,7 +540,7 @@ fn watch_epoch_bump_rolls_the_app() {
         vec![
             Action::Replace(id("web", 0)),
             Action::Spawn(id("web", 0)),
-            Action::Stop(Who::Old(101))
+            stop(Who::Old(101))
         ]
     );
 }
@@ -564,7 +574,7 @@ fn delay_readiness_holds_the_rollout_and_dependents() {
     s.advance(ms(1));
     assert_eq!(
         s.step(),
-        vec![Action::Ready(id("web", 0)), Action::Stop(Who::Old(101))]
+        vec![Action::Ready(id("web", 0)), stop(Who::Old(101))]
     );
 }
 
@@ -573,7 +583,7 @@ fn held_instances_are_stopped_and_not_restarted() {
     let mut s = Sim::new(eco(vec![app("web", 2)]));
     s.step();
     s.d.holds.insert(id("web", 1));
-    assert_eq!(s.step(), vec![Action::Stop(slot("web", 1))]);
+    assert_eq!(s.step(), vec![stop(slot("web", 1))]);
     s.exit(&id("web", 1), ExitStatus::Signal(Signal::SIGTERM));
     assert!(
         s.step().is_empty(),
@@ -583,17 +593,41 @@ fn held_instances_are_stopped_and_not_restarted() {
     assert_eq!(s.step(), vec![Action::Spawn(id("web", 1))]);
 }
 
+/// A control command as the runtime records it.
+fn command(s: &mut Sim, verb: Verb, targets: Vec<InstanceId>) {
+    let command = Command {
+        ticket: 0,
+        asker: 7,
+        verb,
+        deadline: commands::deadline(&s.d, &targets, s.now),
+        targets,
+        since: s.now,
+    };
+    s.record(Fact::Command(command));
+}
+
+/// The actions, without the answers to commands.
+fn without_answers(actions: Vec<Action>) -> Vec<Action> {
+    actions
+        .into_iter()
+        .filter(|a| !matches!(a, Action::Answer { .. }))
+        .collect()
+}
+
 #[test]
-fn invalidated_instances_are_rolled() {
+fn reload_command_rolls_the_instance_and_answers_once_the_new_one_is_ready() {
     let mut s = Sim::new(eco(vec![app("web", 1)]));
     s.step();
-    s.obs.invalidate(&id("web", 0));
+    s.advance(ms(1));
+    command(&mut s, Verb::Reload, vec![id("web", 0)]);
     assert_eq!(
-        s.step(),
+        without_answers(s.step()),
         vec![
             Action::Replace(id("web", 0)),
             Action::Spawn(id("web", 0)),
-            Action::Stop(Who::Old(101))
+            stop(Who::Old(101))
         ]
     );
+    assert_eq!(s.answers, vec![(7, Ok("web.0 reloaded".to_string()))]);
+    assert!(s.obs.commands.is_empty());
 }

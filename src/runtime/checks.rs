@@ -21,7 +21,7 @@ use crate::os;
 use crate::os::sd_notify::NotifySocket;
 use crate::plan::Purpose;
 use crate::probes::{ProbeId, ProbeKind, Prober};
-use crate::state::{ExitStatus, InstanceId, Who};
+use crate::state::{observe, ExitStatus, Fact, Who};
 
 /// Longest a single readiness probe may take.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -99,7 +99,7 @@ impl Runtime {
         let Some(inst) = self.observed.get(&who) else {
             return;
         };
-        let (Some(pid), id) = (inst.pid, inst.id.clone()) else {
+        let (Some(pid), id) = (inst.pid(), inst.id.clone()) else {
             return;
         };
         let Some(spec) = self.desired.app(&id.app) else {
@@ -141,7 +141,7 @@ impl Runtime {
                     }
                     Err(e) => {
                         self.checks.in_flight.insert(probe_id, flight);
-                        self.observed.probe_started(&who, now);
+                        observe(&mut self.observed, Fact::ProbeStarted(who), now);
                         self.probe_finished(probe_id, Err(format!("cannot start: {e}")));
                         return;
                     }
@@ -149,7 +149,7 @@ impl Runtime {
             }
         }
         self.checks.in_flight.insert(probe_id, flight);
-        self.observed.probe_started(&who, now);
+        observe(&mut self.observed, Fact::ProbeStarted(who), now);
     }
 
     /// The prober woke the loop.
@@ -191,100 +191,48 @@ impl Runtime {
         }
     }
 
+    /// A probe ended: record its result, and say what it means.
     fn probe_finished(&mut self, id: ProbeId, result: Result<(), String>) {
         let Some(flight) = self.checks.in_flight.remove(&id) else {
             return;
         };
-        let now = Instant::now();
         let current = self
             .observed
             .get(&flight.who)
-            .filter(|i| i.pid == Some(flight.pid))
+            .filter(|i| i.pid() == Some(flight.pid))
             .map(|i| i.id.clone());
         let Some(inst_id) = current else {
             return; // the run it probed is over
         };
-        self.observed.probe_done(&flight.who, now);
+        let fact = Fact::ProbeResult {
+            who: flight.who.clone(),
+            pid: flight.pid,
+            purpose: flight.purpose,
+            passed: result.is_ok(),
+        };
+        self.record(fact);
         match (flight.purpose, result) {
-            (Purpose::Ready, Ok(())) => {
-                self.observed.mark_ready(&flight.who, now);
-                self.output
-                    .event(&format!("{inst_id} is ready ({})", flight.what));
-            }
+            (Purpose::Ready, Ok(())) => self
+                .output
+                .event(&format!("{inst_id} is ready ({})", flight.what)),
             (Purpose::Ready, Err(e)) => log::debug!("{inst_id} not ready yet: {e}"),
-            (Purpose::Health, Ok(())) => {
-                if let Some(inst) = self.observed.instances.get_mut(&inst_id) {
-                    inst.health_failures = 0;
-                }
+            (Purpose::Health, Ok(())) => {}
+            (Purpose::Health, Err(e)) => {
+                let failures = self
+                    .observed
+                    .get(&flight.who)
+                    .and_then(|i| i.run())
+                    .map_or(0, |r| r.health_failures);
+                let limit = self
+                    .desired
+                    .app(&inst_id.app)
+                    .and_then(|a| a.health.as_ref())
+                    .map_or(1, |h| h.failures);
+                self.output.event(&format!(
+                    "{inst_id} health check failed ({failures}/{limit}): {e}"
+                ));
             }
-            (Purpose::Health, Err(e)) => self.health_failed(&flight.who, &inst_id, &e),
         }
-    }
-
-    fn health_failed(&mut self, who: &Who, id: &InstanceId, error: &str) {
-        let limit = self
-            .desired
-            .app(&id.app)
-            .and_then(|a| a.health.as_ref())
-            .map_or(1, |h| h.failures);
-        let Some(inst) = self.observed.instances.get_mut(id) else {
-            return;
-        };
-        inst.health_failures += 1;
-        let failures = inst.health_failures;
-        self.output.event(&format!(
-            "{id} health check failed ({failures}/{limit}): {error}"
-        ));
-        if failures >= limit {
-            self.output
-                .event(&format!("{id} is unhealthy, restarting it"));
-            self.stop(who);
-        }
-    }
-
-    /// Not ready within `ready_timeout`. During a rolling update the old instance takes
-    /// its place back and the app stays on the old version; otherwise the run failed.
-    pub(super) fn ready_timeout(&mut self, id: &InstanceId) {
-        let Some(spec) = self.desired.app(&id.app) else {
-            return;
-        };
-        let timeout = crate::config::units::format_duration(spec.ready_timeout);
-        let generation = self.desired.generation(spec);
-        if let Some(new) = self.observed.rollback(id) {
-            self.observed
-                .failed_generation
-                .insert(id.app.clone(), generation);
-            self.output.event(&format!(
-                "{id}: the new version was not ready within {timeout}; keeping the old \
-                 instance and leaving {} on its previous version",
-                id.app
-            ));
-            self.stop(&new);
-            return;
-        }
-        self.output
-            .event(&format!("{id} was not ready within {timeout}, stopping it"));
-        let who = Who::Slot(id.clone());
-        self.observed.failing(&who);
-        self.stop(&who);
-    }
-
-    pub(super) fn watchdog_missed(&mut self, who: &Who) {
-        let Some(inst) = self.observed.get(who) else {
-            return;
-        };
-        let id = inst.id.clone();
-        let within = self
-            .desired
-            .app(&id.app)
-            .and_then(|a| a.watchdog)
-            .map(crate::config::units::format_duration)
-            .unwrap_or_default();
-        self.output.event(&format!(
-            "{id} watchdog: no WATCHDOG=1 within {within}, stopping it"
-        ));
-        self.observed.failing(who);
-        self.stop(who);
     }
 
     /// Datagrams on NOTIFY_SOCKET, attributed to an instance by the sender's pid (its
@@ -294,31 +242,30 @@ impl Runtime {
             return;
         };
         let now = Instant::now();
-        for (pid, msg) in socket.receive() {
+        for (pid, message) in socket.receive() {
             let who = match self.leaders.get(&pid) {
                 Some(Owner::Instance(id)) => self.observed.find_leader(id, pid),
-                _ => os::group_of(pid).and_then(|pgid| {
-                    self.observed
-                        .all()
-                        .find(|(_, i)| i.pgid == Some(pgid) && i.alive())
-                        .map(|(who, _)| who)
-                }),
+                _ => os::group_of(pid).and_then(|pgid| self.observed.find_group(pgid)),
             };
-            let Some(who) = who else {
-                log::debug!("notify message from unknown pid {pid}: {msg:?}");
-                continue;
-            };
-            let Some(inst) = self.observed.get(&who) else {
+            let Some((who, inst)) = who.and_then(|w| Some((w.clone(), self.observed.get(&w)?)))
+            else {
+                log::debug!("notify message from unknown pid {pid}: {message:?}");
                 continue;
             };
             let id = inst.id.clone();
-            let was_ready = inst.ready;
-            let counts = self
+            let was_ready = inst.run().is_some_and(|r| r.ready_at.is_some());
+            let ready_counts = self
                 .desired
                 .app(&id.app)
                 .is_some_and(|a| a.ready == ReadySpec::Notify);
-            self.observed.notified(&who, &msg, counts, now);
-            if counts && msg.ready && !was_ready {
+            let announce = ready_counts && message.ready && !was_ready;
+            let fact = Fact::Notified {
+                who,
+                message,
+                ready_counts,
+            };
+            observe(&mut self.observed, fact, now);
+            if announce {
                 self.output.event(&format!("{id} is ready (sd_notify)"));
             }
         }

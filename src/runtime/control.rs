@@ -1,7 +1,7 @@
 //! The control socket's requests, served by the loop: status from the observed state,
-//! logs from the ring, and commands that change the desired state (holds) or the facts
-//! (a stop, a reset, an outdated generation) and are answered once their effect is
-//! seen: every command replies when done, or with the failure.
+//! logs from the ring, and commands, which change the desired state (holds) and are
+//! recorded as a fact; `plan` says when each is done (or failed), and the answer goes
+//! back to the client then.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -9,42 +9,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mio::Token;
 
 use super::Runtime;
-use crate::config::units::format_duration;
 use crate::control::protocol::{
     InstanceStatus, LogLine, Request, Response, SignalName, StatusReport, Target,
 };
 use crate::control::server::{ClientId, ControlServer, ServerEvent};
 use crate::os;
-use crate::plan::{self, Plan};
-use crate::state::{Done, ExitStatus, Instance, InstanceId, Who};
-
-/// Extra time a command may take beyond its instances' stop and ready timeouts.
-const COMMAND_SLACK: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Want {
-    /// Running (and ready) with a run that began after the request.
-    Fresh,
-    /// Running and ready, whenever it started.
-    Up,
-    /// Nothing of it left.
-    Down,
-}
-
-struct Pending {
-    client: ClientId,
-    verb: &'static str,
-    targets: Vec<InstanceId>,
-    since: Instant,
-    deadline: Instant,
-    want: Want,
-}
+use crate::plan::commands;
+use crate::state::{state_of, Command, ExitStatus, Fact, Instance, InstanceId, Verb, Who};
 
 #[derive(Default)]
 pub(super) struct Control {
     pub(super) server: Option<ControlServer>,
     pub(super) followers: Vec<(ClientId, Target)>,
-    pending: Vec<Pending>,
     /// Last cpu sample per process group, for cpu %.
     cpu: HashMap<i32, (Duration, Instant)>,
     /// Lines for `logs --follow` clients, filled while pipes are read.
@@ -62,34 +38,12 @@ impl Control {
     pub(super) fn following(&self) -> bool {
         !self.followers.is_empty()
     }
-
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.pending.iter().map(|p| p.deadline).min()
-    }
 }
 
 pub(super) fn epoch_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn state_name(inst: &Instance, ready: bool, held: bool) -> &'static str {
-    // Being stopped, leftovers of its group, or the app said STOPPING=1 itself.
-    if inst.alive() && (inst.stop.is_some() || inst.pid.is_none() || inst.notify_stopping) {
-        return "stopping";
-    }
-    if inst.pid.is_some() {
-        return if ready { "running" } else { "starting" };
-    }
-    match inst.done {
-        Some(Done::Errored) => "errored",
-        Some(Done::Finished(_)) => "exited",
-        None if held => "stopped",
-        None if inst.restart_at.is_some() => "backoff",
-        None if inst.stop.is_some() => "stopped",
-        None => "starting",
-    }
 }
 
 fn exit_text(status: &ExitStatus) -> String {
@@ -133,7 +87,7 @@ impl Runtime {
                 }
                 ServerEvent::Gone(client) => {
                     self.control.followers.retain(|(c, _)| *c != client);
-                    self.control.pending.retain(|p| p.client != client);
+                    self.record(Fact::ClientGone(client.0));
                 }
             }
         }
@@ -157,6 +111,15 @@ impl Runtime {
     /// Whether a control client has more requests waiting for the next turn.
     pub(super) fn control_backlog(&self) -> bool {
         self.control.server.as_ref().is_some_and(|s| s.backlog())
+    }
+
+    /// The plan's answer to a command.
+    pub(super) fn answer(&mut self, asker: usize, result: Result<String, String>) {
+        let response = match result {
+            Ok(text) => Response::message(text),
+            Err(text) => Response::error(text),
+        };
+        self.reply(Token(asker), response);
     }
 
     fn reply(&mut self, client: ClientId, response: Response) -> bool {
@@ -204,9 +167,8 @@ impl Runtime {
     }
 
     fn on_request(&mut self, client: ClientId, request: Request) {
-        let verb = request.name();
         let now = Instant::now();
-        let (ids, want) = match request {
+        let (ids, verb) = match request {
             // Answered together, by `on_server_events`.
             Request::Status => return,
             Request::Logs {
@@ -243,12 +205,13 @@ impl Runtime {
             | Request::Stop { ref target }
             | Request::Start { ref target } => match self.resolve(target) {
                 Ok(ids) => {
-                    let want = match request {
-                        Request::Stop { .. } => Want::Down,
-                        Request::Start { .. } => Want::Up,
-                        _ => Want::Fresh,
+                    let verb = match request {
+                        Request::Stop { .. } => Verb::Stop,
+                        Request::Start { .. } => Verb::Start,
+                        Request::Restart { .. } => Verb::Restart,
+                        _ => Verb::Reload,
                     };
-                    (ids, want)
+                    (ids, verb)
                 }
                 Err(e) => {
                     self.reply(client, Response::error(e));
@@ -257,50 +220,21 @@ impl Runtime {
             },
         };
         for id in &ids {
-            match verb {
-                "stop" => {
-                    self.desired.holds.insert(id.clone());
-                }
-                "start" => {
-                    self.desired.holds.remove(id);
-                    if self.observed.instances.get(id).is_some_and(|i| !i.alive()) {
-                        self.observed.reset(id);
-                    }
-                }
-                "restart" | "reload" => {
-                    self.desired.holds.remove(id);
-                    let alive = self
-                        .observed
-                        .instances
-                        .get(id)
-                        .is_some_and(|i| i.pid.is_some());
-                    if !alive {
-                        self.observed.reset(id);
-                    } else if verb == "reload" {
-                        self.observed.invalidate(id);
-                    } else {
-                        self.output
-                            .event(&format!("{id} restarting (asked by supervise restart)"));
-                        self.stop(&Who::Slot(id.clone()));
-                    }
-                }
-                _ => {}
+            if verb == Verb::Stop {
+                self.desired.holds.insert(id.clone());
+            } else {
+                self.desired.holds.remove(id);
             }
         }
-        let patience = ids
-            .iter()
-            .filter_map(|id| self.desired.app(&id.app))
-            .map(|a| a.stop_timeout + a.ready_timeout)
-            .max()
-            .unwrap_or_default();
-        self.control.pending.push(Pending {
-            client,
+        let command = Command {
+            ticket: 0,
+            asker: client.0,
             verb,
+            deadline: commands::deadline(&self.desired, &ids, now),
             targets: ids,
             since: now,
-            deadline: now + patience + COMMAND_SLACK,
-            want,
-        });
+        };
+        self.record(Fact::Command(command));
     }
 
     fn signal_target(&mut self, SignalName(signal): SignalName, target: &Target) -> Response {
@@ -310,11 +244,9 @@ impl Runtime {
         };
         let mut sent = Vec::new();
         for id in ids {
-            if let Some(inst) = self.observed.instances.get(&id).filter(|i| i.pid.is_some()) {
-                if let Some(pgid) = inst.pgid {
-                    if os::signal_group(pgid, signal).is_ok() {
-                        sent.push(format!("{id} (pid {pgid})"));
-                    }
+            if let Some(pgid) = self.observed.instances.get(&id).and_then(Instance::pid) {
+                if os::signal_group(pgid, signal).is_ok() {
+                    sent.push(format!("{id} (pid {pgid})"));
                 }
             }
         }
@@ -324,86 +256,6 @@ impl Runtime {
         self.output
             .event(&format!("sent {} to {}", signal.as_str(), sent.join(", ")));
         Response::message(format!("sent {} to {}", signal.as_str(), sent.join(", ")))
-    }
-
-    /// Answer the commands whose effect is now visible, or whose time ran out.
-    pub(super) fn answer_pending(&mut self, now: Instant) {
-        if self.control.pending.is_empty() {
-            return;
-        }
-        let pending = std::mem::take(&mut self.control.pending);
-        for p in pending {
-            match self.outcome(&p, now) {
-                None if now < p.deadline => self.control.pending.push(p),
-                None => {
-                    let text = format!(
-                        "{} {}: not done after {}",
-                        p.verb,
-                        names(&p.targets),
-                        format_duration(p.deadline - p.since)
-                    );
-                    self.reply(p.client, Response::error(text));
-                }
-                Some(Ok(text)) => {
-                    self.reply(p.client, Response::message(text));
-                }
-                Some(Err(text)) => {
-                    self.reply(p.client, Response::error(text));
-                }
-            }
-        }
-    }
-
-    fn outcome(&self, p: &Pending, now: Instant) -> Option<Result<String, String>> {
-        let mut scratch = Plan::default();
-        for id in &p.targets {
-            let inst = self.observed.instances.get(id);
-            let spec = self.desired.app(&id.app);
-            match p.want {
-                Want::Down => {
-                    if inst.is_some_and(Instance::alive) {
-                        return None;
-                    }
-                }
-                Want::Up | Want::Fresh => {
-                    let inst = inst?;
-                    if let Some(Done::Errored) = inst.done {
-                        return Some(Err(format!("{id} errored")));
-                    }
-                    if let Some(Done::Finished(status)) = &inst.done {
-                        if inst
-                            .last_exit
-                            .as_ref()
-                            .is_some_and(|(_, at)| *at >= p.since)
-                        {
-                            return Some(Ok(format!("{id} ran and exited with {status}")));
-                        }
-                    }
-                    if let Some(spec) = spec {
-                        let generation = self.desired.generation(spec);
-                        let rolled_back = self.observed.failed_generation.get(&id.app)
-                            == Some(&generation)
-                            && inst.generation != generation;
-                        if rolled_back {
-                            return Some(Err(format!(
-                                "{id}: the new instance did not get ready; the old one keeps running"
-                            )));
-                        }
-                    }
-                    let fresh = p.want == Want::Up || inst.started_at.is_some_and(|t| t >= p.since);
-                    if !(fresh && plan::is_ready(spec, inst, now, &mut scratch)) {
-                        return None;
-                    }
-                }
-            }
-        }
-        let done = match p.verb {
-            "stop" => "stopped",
-            "start" => "started",
-            "restart" => "restarted",
-            _ => "reloaded",
-        };
-        Some(Ok(format!("{} {done}", names(&p.targets))))
     }
 
     /// Send what `logs --follow` clients asked for.
@@ -445,38 +297,30 @@ impl Runtime {
         }
         let pgids: Vec<i32> = rows
             .iter()
-            .filter_map(|(_, i, _)| i.filter(|i| i.alive()).and_then(|i| i.pgid))
+            .filter_map(|(_, i, _)| i.and_then(Instance::group))
             .collect();
         let usage = os::procfs::groups_usage(&pgids);
         let mut samples = HashMap::new();
-        let mut scratch = Plan::default();
         let mut instances = Vec::with_capacity(rows.len());
         for (_, inst, id) in &rows {
-            let spec = self.desired.app(&id.app);
+            let ready_kind = self.desired.app(&id.app).map(|a| &a.ready);
             let held = self.desired.holds.contains(id);
             let mut row = InstanceStatus {
                 app: id.app.clone(),
                 index: id.index,
-                state: "starting".into(),
+                state: state_of(*inst, ready_kind, held, now).as_str().into(),
                 ..Default::default()
             };
-            if held {
-                row.state = "stopped".into();
-            }
             if let Some(inst) = inst {
-                let ready = plan::is_ready(spec, inst, now, &mut scratch);
-                row.pid = inst.pid;
-                row.state = state_name(inst, ready, held).into();
-                row.restarts = inst.restarts;
-                row.ready = ready;
+                row.pid = inst.pid();
+                row.restarts = inst.restarts();
+                row.ready = inst.is_ready(ready_kind, now);
                 row.status_text = inst.status_text.clone();
                 row.last_exit = inst.last_exit.as_ref().map(|(s, _)| exit_text(s));
-                if inst.pid.is_some() {
-                    row.uptime_ms = inst
-                        .started_at
-                        .map(|t| now.saturating_duration_since(t).as_millis() as u64);
-                }
-                if let Some(u) = inst.pgid.and_then(|g| usage.get(&g).map(|u| (g, u))) {
+                row.uptime_ms = inst
+                    .started_at()
+                    .map(|t| now.saturating_duration_since(t).as_millis() as u64);
+                if let Some(u) = inst.group().and_then(|g| usage.get(&g).map(|u| (g, u))) {
                     let (pgid, u) = u;
                     row.memory_bytes = Some(u.rss_bytes);
                     let prev = self
@@ -484,7 +328,7 @@ impl Runtime {
                         .cpu
                         .get(&pgid)
                         .copied()
-                        .or_else(|| inst.started_at.map(|t| (Duration::ZERO, t)));
+                        .or_else(|| inst.started_at().map(|t| (Duration::ZERO, t)));
                     row.cpu_percent = prev.map(|p| os::procfs::cpu_percent(p, (u.cpu, now)));
                     samples.insert(pgid, (u.cpu, now));
                 }
@@ -497,48 +341,5 @@ impl Runtime {
             config_error: self.observed.config_error.clone(),
             instances,
         }
-    }
-}
-
-fn names(ids: &[InstanceId]) -> String {
-    const SHOWN: usize = 8;
-    let mut text: Vec<String> = ids.iter().take(SHOWN).map(ToString::to_string).collect();
-    if ids.len() > SHOWN {
-        text.push(format!("and {} more", ids.len() - SHOWN));
-    }
-    text.join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn states_as_status_shows_them() {
-        let now = Instant::now();
-        let mut inst = Instance::new(InstanceId::new("web", 0));
-        assert_eq!(state_name(&inst, false, false), "starting");
-        assert_eq!(state_name(&inst, false, true), "stopped");
-        inst.pid = Some(10);
-        inst.started_at = Some(now);
-        assert_eq!(state_name(&inst, false, false), "starting");
-        assert_eq!(state_name(&inst, true, false), "running");
-        inst.notify_stopping = true;
-        assert_eq!(state_name(&inst, true, false), "stopping", "STOPPING=1");
-        inst.notify_stopping = false;
-        inst.stop = Some(crate::state::StopRequest {
-            at: now,
-            killed: false,
-        });
-        assert_eq!(state_name(&inst, true, false), "stopping");
-        inst.pid = None;
-        inst.restart_at = Some(now);
-        assert_eq!(state_name(&inst, false, false), "backoff");
-        inst.restart_at = None;
-        assert_eq!(state_name(&inst, false, false), "stopped");
-        inst.done = Some(Done::Errored);
-        assert_eq!(state_name(&inst, false, false), "errored");
-        inst.done = Some(Done::Finished(ExitStatus::Code(0)));
-        assert_eq!(state_name(&inst, false, false), "exited");
     }
 }

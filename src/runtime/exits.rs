@@ -10,7 +10,7 @@ use super::{Owner, Runtime, SWEEP_GRACE};
 use crate::config::units::format_duration;
 use crate::config::RestartPolicy;
 use crate::os;
-use crate::state::{ExitStatus, InstanceId, Outcome, Who};
+use crate::state::{observe, ExitStatus, Fact, InstanceId, Next, Who};
 
 impl Runtime {
     pub(super) fn reap(&mut self) {
@@ -26,13 +26,15 @@ impl Runtime {
         }
     }
 
+    /// A leader exited: drain its pipes, say how it ended, record the fact, and say
+    /// what follows (decided by the fact's policy, announced from the new state).
     pub(super) fn on_exit(&mut self, who: Who, pid: i32, status: ExitStatus) {
         let now = Instant::now();
         let Some(inst) = self.observed.get(&who) else {
             return;
         };
         let id = inst.id.clone();
-        let started_at = inst.started_at;
+        let started_at = inst.started_at();
         if matches!(who, Who::Slot(_)) {
             self.pipes
                 .drain(self.poll.registry(), &id, &mut sinks!(self));
@@ -50,32 +52,48 @@ impl Runtime {
         };
         self.output
             .event(&format!("{name} {how} after {}", format_duration(uptime)));
-        let group_alive = os::group_exists(pid);
-        let spec = self.desired.app(&id.app);
-        let outcome = self.observed.exited(&who, spec, status, group_alive, now);
+        let fact = Fact::Exited {
+            who: who.clone(),
+            status,
+            group_alive: os::group_exists(pid),
+            spec: self.desired.app(&id.app),
+        };
+        observe(&mut self.observed, fact, now);
         if matches!(who, Who::Slot(_)) {
-            self.announce_outcome(&id, outcome, group_alive);
+            self.announce_end(&id);
         }
     }
 
-    pub(super) fn announce_outcome(&self, id: &InstanceId, outcome: Outcome, group_alive: bool) {
+    /// What follows the slot's run that just ended.
+    pub(super) fn announce_end(&self, id: &InstanceId) {
+        let Some(inst) = self.observed.instances.get(id) else {
+            return;
+        };
+        let Some(ended) = inst.ended() else {
+            return;
+        };
         let spec = self.desired.app(&id.app);
-        let text = match outcome {
-            Outcome::Restart(delay) if delay.is_zero() => format!("{id} restarting now"),
-            Outcome::Restart(delay) => format!("{id} restarting in {}", format_duration(delay)),
-            Outcome::Finished => {
+        let text = match &ended.next {
+            Next::Restart(at) => match inst.last_exit.as_ref().map(|(_, t)| *at - *t) {
+                Some(delay) if !delay.is_zero() => {
+                    format!("{id} restarting in {}", format_duration(delay))
+                }
+                _ => format!("{id} restarting now"),
+            },
+            Next::Finished(_) => {
                 let why = match spec.map(|s| s.restart) {
                     Some(RestartPolicy::OnFailure) => "restart = on-failure, clean exit",
                     _ => "restart = never",
                 };
                 format!("{id} finished ({why})")
             }
-            Outcome::Errored(crashes) => format!(
-                "{id} errored: crashed {crashes} times in a row (max_restarts = {}), not restarting",
+            Next::Errored => format!(
+                "{id} errored: crashed {} times in a row (max_restarts = {}), not restarting",
+                inst.crashes,
                 spec.map(|s| s.max_restarts).unwrap_or_default()
             ),
-            Outcome::Stopped if group_alive => return,
-            Outcome::Stopped => format!("{id} stopped"),
+            Next::Stopped if ended.leftovers.is_some() => return,
+            Next::Stopped => format!("{id} stopped"),
         };
         self.output.event(&text);
     }
@@ -87,12 +105,12 @@ impl Runtime {
         let emptied: Vec<(Who, InstanceId, bool)> = self
             .observed
             .all()
-            .filter(|(_, i)| i.pid.is_none() && i.group_alive)
-            .filter(|(_, i)| !i.pgid.is_some_and(os::group_exists))
-            .map(|(who, i)| (who, i.id.clone(), i.stop.is_some()))
+            .filter_map(|(who, i)| Some((who, i, i.ended()?)))
+            .filter(|(_, _, e)| e.leftovers.is_some_and(|g| !os::group_exists(g)))
+            .map(|(who, i, e)| (who, i.id.clone(), e.stop.is_some()))
             .collect();
         for (who, id, stopping) in emptied {
-            self.observed.group_gone(&who);
+            self.record(Fact::GroupGone(who));
             if stopping {
                 self.output.event(&format!("{id} stopped"));
             }

@@ -1,20 +1,14 @@
-//! Resource guards and log files: `max_memory` (sampled on a timer only while some app
-//! sets it) and the per-instance files of `log_dir`.
+//! The per-instance files of `log_dir`: started with the loop, and followed on reload.
 
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::Waker;
 
 use super::Runtime;
 use crate::config::Settings;
 use crate::logs::files::{FileSettings, LogFiles};
-use crate::os;
-use crate::state::Who;
-
-/// How often resident memory is compared with `max_memory`.
-const MEMORY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(super) fn file_settings(settings: &Settings) -> Option<FileSettings> {
     Some(FileSettings {
@@ -48,49 +42,6 @@ impl Runtime {
                 }
             }
             (None, None) => {}
-        }
-    }
-
-    /// Restart instances whose resident memory (their whole process group) passed their
-    /// app's `max_memory`. No app sets it: no timer at all.
-    pub(super) fn check_memory(&mut self, now: Instant) {
-        let limited = self.desired.eco.apps.iter().any(|a| a.max_memory.is_some());
-        if !limited {
-            self.memory_check_at = None;
-            return;
-        }
-        if self.memory_check_at.is_some_and(|at| now < at) {
-            return;
-        }
-        self.memory_check_at = Some(now + MEMORY_CHECK_INTERVAL);
-        let watched: Vec<(Who, i32, u64)> = self
-            .observed
-            .instances
-            .values()
-            .filter(|i| i.up())
-            .filter_map(|i| {
-                let limit = self.desired.app(&i.id.app)?.max_memory?;
-                Some((Who::Slot(i.id.clone()), i.pgid?, limit))
-            })
-            .collect();
-        if watched.is_empty() {
-            return;
-        }
-        let pgids: Vec<i32> = watched.iter().map(|(_, g, _)| *g).collect();
-        let usage = os::procfs::groups_usage(&pgids);
-        for (who, pgid, limit) in watched {
-            let Some(used) = usage.get(&pgid).map(|u| u.rss_bytes) else {
-                continue;
-            };
-            if used > limit {
-                let Who::Slot(id) = &who else { continue };
-                self.output.event(&format!(
-                    "{id} uses {} of memory, more than max_memory {}; restarting it",
-                    crate::control::table::human_bytes(used),
-                    crate::control::table::human_bytes(limit)
-                ));
-                self.stop(&who);
-            }
         }
     }
 }

@@ -51,7 +51,7 @@ use crate::logs::ring::LogRing;
 use crate::logs::Output;
 use crate::os;
 use crate::plan::{self, Action, Desired};
-use crate::state::{InstanceId, Observed, Shutdown};
+use crate::state::{Fact, InstanceId, Observed};
 use crate::watch::Watcher;
 
 const SIGNALS: Token = Token(0);
@@ -95,8 +95,6 @@ pub struct Runtime {
     /// The last lines of every instance, for `supervise logs`.
     ring: LogRing,
     control: control::Control,
-    /// When the next `max_memory` check is due (only while some app sets it).
-    memory_check_at: Option<Instant>,
     waker: Arc<Waker>,
     /// The Node listen adapter's preload module, written on first use, removed on drop.
     adapter: crate::listen_adapter::Preload,
@@ -164,7 +162,6 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
         files,
         ring: LogRing::default(),
         control: control::Control::new(server),
-        memory_check_at: None,
         waker: waker.clone(),
         adapter: Default::default(),
         sockets,
@@ -225,28 +222,16 @@ impl Runtime {
     fn run_loop(&mut self) -> io::Result<i32> {
         let mut events = Events::with_capacity(256);
         loop {
-            let now = Instant::now();
-            self.reload_if_due(now);
-            self.expire_exec_probes(now);
-            self.check_memory(now);
+            self.expire_exec_probes(Instant::now());
             let (wake_at, exit) = self.reconcile();
             let commanded = self.serve_control(Instant::now());
-            self.answer_pending(Instant::now());
             self.flush_followers();
             if let Some(code) = exit {
                 self.announce_exit(code);
                 return Ok(code);
             }
-            let wake_at = [
-                wake_at,
-                self.reload.due(),
-                self.checks.next_deadline(),
-                self.control.next_deadline(),
-                self.memory_check_at,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            // One wake-up: the plan's next deadline, or an exec probe's timeout.
+            let wake_at = wake_at.into_iter().chain(self.checks.next_deadline()).min();
             let room = sinks!(self).room();
             let timeout = if self.pipes.busy(room) || commanded || self.control_backlog() {
                 Some(Duration::ZERO)
@@ -327,23 +312,14 @@ impl Runtime {
     /// SIGTERM/SIGINT: graceful shutdown; a second one (or SIGQUIT): kill at once.
     fn shutdown(&mut self, signo: i32) {
         let name = signal_name(signo);
-        let now = Instant::now();
-        match self.observed.shutdown {
-            None if signo != SIGQUIT => {
-                self.output.event(&format!("received {name}, stopping"));
-                self.observed.shutdown = Some(Shutdown {
-                    at: now,
-                    force: false,
-                });
-            }
-            _ => {
-                self.output
-                    .event(&format!("received {name} again, killing everything now"));
-                self.observed.shutdown = Some(Shutdown {
-                    at: now,
-                    force: true,
-                });
-            }
+        self.record(Fact::ShutdownAsked {
+            quit: signo == SIGQUIT,
+        });
+        if self.observed.shutdown.is_some_and(|s| s.force) {
+            self.output
+                .event(&format!("received {name} again, killing everything now"));
+        } else {
+            self.output.event(&format!("received {name}, stopping"));
         }
     }
 

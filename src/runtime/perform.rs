@@ -1,5 +1,6 @@
 //! Carrying out the plan's actions: the only place that starts or signals processes on
-//! the core's behalf. Each effect is recorded as a fact before the next plan.
+//! the core's behalf. Each effect is recorded as a fact (`state::observe`) before the
+//! next plan; the words of the event log are chosen here, the decisions were not.
 
 use std::time::Instant;
 
@@ -7,34 +8,68 @@ use nix::sys::signal::Signal;
 
 use super::{Owner, Runtime};
 use crate::config::units::format_duration;
+use crate::control::table::human_bytes;
 use crate::logs::Stream;
 use crate::os;
 use crate::plan::{stop_policy, Action};
-use crate::state::{ExitStatus, InstanceId, Who};
+use crate::state::{observe, Fact, InstanceId, Who, Why};
 
 impl Runtime {
     pub(super) fn perform(&mut self, action: Action) {
         log::debug!("perform {action:?}");
+        let now = Instant::now();
         match action {
             Action::Spawn(id) => self.spawn(id),
-            Action::Replace(id) => {
-                if let Some(old) = self.observed.replace(&id) {
-                    log::debug!("{id} replaced, old instance is now {old:?}");
-                }
-            }
-            Action::Stop(who) => self.stop(&who),
+            Action::Replace(id) => self.record(Fact::Replaced(id)),
+            Action::Stop(who, why) => self.stop(&who, why),
             Action::Kill(who) => self.kill(&who),
-            Action::Forget(who) => self.observed.forget(&who),
+            Action::Forget(who) => self.record(Fact::Forgotten(who)),
             Action::Probe(who, purpose) => self.start_probe(who, purpose),
             Action::Ready(id) => {
-                self.observed
-                    .mark_ready(&Who::Slot(id.clone()), Instant::now());
                 self.output.event(&format!("{id} is ready (delay)"));
+                self.record(Fact::Ready(Who::Slot(id)));
             }
-            Action::ReadyTimeout(id) => self.ready_timeout(&id),
-            Action::WatchdogMiss(who) => self.watchdog_missed(&who),
+            Action::Rollback(id, generation) => {
+                let timeout = self.desired.app(&id.app).map(|a| a.ready_timeout);
+                self.output.event(&format!(
+                    "{id}: the new version was not ready within {}; keeping the old \
+                     instance and leaving {} on its previous version",
+                    format_duration(timeout.unwrap_or_default()),
+                    id.app
+                ));
+                self.record(Fact::RolledBack { id, generation });
+            }
+            Action::SampleMemory(watched) => {
+                let pgids: Vec<i32> = watched.iter().map(|(_, pgid)| *pgid).collect();
+                let usage = os::procfs::groups_usage(&pgids);
+                let samples = watched
+                    .into_iter()
+                    .filter_map(|(who, pgid)| Some((who, usage.get(&pgid)?.rss_bytes)))
+                    .collect();
+                observe(&mut self.observed, Fact::MemorySampled(samples), now);
+            }
+            Action::Reload => self.reload_file(false),
+            Action::WatchRestart(app) => {
+                self.output
+                    .event(&format!("{app}: watched files changed, restarting"));
+                *self.desired.epochs.entry(app.clone()).or_default() += 1;
+                self.record(Fact::WatchHandled(app));
+            }
+            Action::Answer {
+                ticket,
+                asker,
+                result,
+            } => {
+                self.answer(asker, result);
+                self.record(Fact::Answered(ticket));
+            }
             Action::Exit(_) => {}
         }
+    }
+
+    /// Record a fact observed now.
+    pub(super) fn record(&mut self, fact: Fact<'_>) {
+        observe(&mut self.observed, fact, Instant::now());
     }
 
     fn spawn(&mut self, id: InstanceId) {
@@ -53,7 +88,12 @@ impl Runtime {
         match spawned {
             Ok(child) => {
                 self.leaders.insert(child.pid, Owner::Instance(id.clone()));
-                self.observed.spawned(&id, child.pid, generation, now);
+                let fact = Fact::Spawned {
+                    id: id.clone(),
+                    pid: child.pid,
+                    generation,
+                };
+                observe(&mut self.observed, fact, now);
                 let registry = self.poll.registry();
                 let pipes = [
                     (child.stdout, Stream::Stdout),
@@ -72,26 +112,52 @@ impl Runtime {
                 // A failed start is a crash like any other: it backs off and counts
                 // towards max_restarts.
                 self.output.event(&format!("{id} failed to start: {e}"));
-                self.observed.spawned(&id, 0, generation, now);
-                let who = Who::Slot(id.clone());
-                let spec = self.desired.app(&id.app);
-                let status = ExitStatus::SpawnFailed(e.to_string());
-                let outcome = self.observed.exited(&who, spec, status, false, now);
-                if let Some(inst) = self.observed.instances.get_mut(&id) {
-                    inst.pgid = None;
-                }
-                self.announce_outcome(&id, outcome, false);
+                let fact = Fact::SpawnFailed {
+                    id: id.clone(),
+                    generation,
+                    error: e.to_string(),
+                    spec: Some(spec),
+                };
+                observe(&mut self.observed, fact, now);
+                self.announce_end(&id);
             }
         }
     }
 
-    pub(super) fn stop(&mut self, who: &Who) {
+    /// Why a stop is sent, in the event log, before the stop itself.
+    fn announce_why(&self, id: &InstanceId, why: Why) {
+        let spec = self.desired.app(&id.app);
+        let text = match why {
+            Why::Asked | Why::RolledBack => return,
+            Why::Restart => format!("{id} restarting (asked by supervise restart)"),
+            Why::Unhealthy => format!("{id} is unhealthy, restarting it"),
+            Why::Memory { used, limit } => format!(
+                "{id} uses {} of memory, more than max_memory {}; restarting it",
+                human_bytes(used),
+                human_bytes(limit)
+            ),
+            Why::NotReady => format!(
+                "{id} was not ready within {}, stopping it",
+                format_duration(spec.map(|a| a.ready_timeout).unwrap_or_default())
+            ),
+            Why::Watchdog => format!(
+                "{id} watchdog: no WATCHDOG=1 within {}, stopping it",
+                spec.and_then(|a| a.watchdog)
+                    .map(format_duration)
+                    .unwrap_or_default()
+            ),
+        };
+        self.output.event(&text);
+    }
+
+    fn stop(&mut self, who: &Who, why: Why) {
         let Some(inst) = self.observed.get(who) else {
             return;
         };
-        let id = &inst.id;
+        let id = inst.id.clone();
+        self.announce_why(&id, why);
         let (signal, _) = stop_policy(&self.desired, &id.app);
-        let text = match (who, inst.pid.is_some()) {
+        let text = match (who, inst.pid().is_some()) {
             (Who::Old(pgid), _) => format!(
                 "{id} (old instance, pid {pgid}) stopping ({})",
                 signal.as_str()
@@ -104,7 +170,7 @@ impl Runtime {
         };
         self.output.event(&text);
         self.signal_instance(who, signal);
-        self.observed.stop_requested(who, Instant::now());
+        self.record(Fact::StopSent(who.clone(), why));
     }
 
     fn kill(&mut self, who: &Who) {
@@ -124,7 +190,7 @@ impl Runtime {
         };
         self.output.event(&text);
         self.signal_instance(who, Signal::SIGKILL);
-        self.observed.killed(who, Instant::now());
+        self.record(Fact::Killed(who.clone()));
     }
 
     /// Signal the whole group, and the leader on its own if it moved to another group.
@@ -132,13 +198,14 @@ impl Runtime {
         let Some(inst) = self.observed.get(who) else {
             return;
         };
-        if let Some(pgid) = inst.pgid {
-            if let Err(e) = os::signal_group(pgid, signal) {
-                log::debug!("signal {signal} to group {pgid} of {}: {e}", inst.id);
-            }
+        let Some(pgid) = inst.group() else {
+            return;
+        };
+        if let Err(e) = os::signal_group(pgid, signal) {
+            log::debug!("signal {signal} to group {pgid} of {}: {e}", inst.id);
         }
-        if let Some(pid) = inst.pid {
-            if os::group_of(pid) != inst.pgid {
+        if let Some(pid) = inst.pid() {
+            if os::group_of(pid) != Some(pgid) {
                 let _ = os::signal_process(pid, signal);
             }
         }

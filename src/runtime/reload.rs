@@ -1,25 +1,19 @@
 //! Declarative reload: when the ecosystem file (or an `env_file`) changes, or on
 //! SIGHUP, read it again, validate it whole, and swap the desired state; `plan` then
 //! converges. An invalid version changes nothing and is reported. File events are
-//! debounced with a deadline, and a version whose bytes did not change is skipped, so
-//! editors that save three times, and ConfigMap swaps, cause one reload at most.
+//! recorded as facts and debounced by `plan` (which asks for `Action::Reload`), and a
+//! version whose bytes did not change is skipped, so editors that save three times, and
+//! ConfigMap swaps, cause one reload at most.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use super::{app_names, Runtime};
 use crate::config::{self, Ecosystem};
 use crate::plan::diff;
+use crate::state::{Fact, Reading};
 use crate::watch::AppWatch;
-
-/// Quiet time after the last file event before acting on it.
-const DEBOUNCE: Duration = Duration::from_millis(100);
-/// Longest a burst of events may postpone a reload: an editor saving continuously (or
-/// an edit storm) still gets its changes applied along the way.
-const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 
 /// Folders and files every `watch` ignores, beside the app's own `ignore` list.
 const ALWAYS_IGNORED: &[&str] = &[".git", "node_modules"];
@@ -28,10 +22,6 @@ pub(super) struct Reloader {
     path: PathBuf,
     /// Of the last version read, valid or not: the same bytes are not read twice.
     fingerprint: u64,
-    config_due: Option<Instant>,
-    /// The first event of the burst the pending reload answers.
-    config_first: Option<Instant>,
-    apps_due: BTreeMap<String, Instant>,
 }
 
 impl Reloader {
@@ -39,18 +29,7 @@ impl Reloader {
         Reloader {
             path: eco.path.clone(),
             fingerprint: fingerprint(&eco.path, env_files(eco)),
-            config_due: None,
-            config_first: None,
-            apps_due: BTreeMap::new(),
         }
-    }
-
-    /// The next debounce deadline, if any.
-    pub(super) fn due(&self) -> Option<Instant> {
-        self.config_due
-            .into_iter()
-            .chain(self.apps_due.values().copied())
-            .min()
     }
 }
 
@@ -111,55 +90,26 @@ pub fn describe_changes(old: &Ecosystem, new: &Ecosystem) -> String {
 }
 
 impl Runtime {
-    /// The watcher woke the loop: start (or push back) the debounce deadlines.
+    /// The watcher woke the loop: record which files changed.
     pub(super) fn on_files_changed(&mut self) {
         let Some(watcher) = &self.watcher else {
             return;
         };
         let (config, apps) = watcher.take();
-        let now = Instant::now();
-        let at = now + DEBOUNCE;
-        if config {
-            let first = *self.reload.config_first.get_or_insert(now);
-            self.reload.config_due = Some(at.min(first + DEBOUNCE_MAX));
-        }
-        for app in apps {
-            self.reload.apps_due.insert(app, at);
-        }
-    }
-
-    pub(super) fn reload_if_due(&mut self, now: Instant) {
-        if self.reload.config_due.is_some_and(|t| t <= now) {
-            self.reload.config_due = None;
-            self.reload.config_first = None;
-            self.reload_file(false);
-        }
-        let due: Vec<String> = self
-            .reload
-            .apps_due
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(app, _)| app.clone())
-            .collect();
-        for app in due {
-            self.reload.apps_due.remove(&app);
-            if self.observed.shutdown.is_none() && self.desired.app(&app).is_some() {
-                self.output
-                    .event(&format!("{app}: watched files changed, restarting"));
-                *self.desired.epochs.entry(app).or_default() += 1;
-            }
+        if config || !apps.is_empty() {
+            let apps = apps.into_iter().collect();
+            self.record(Fact::FilesChanged { config, apps });
         }
     }
 
     /// SIGHUP: the same reload, at once.
     pub(super) fn reload_now(&mut self) {
         self.output.event("received SIGHUP, reloading");
-        self.reload.config_due = None;
-        self.reload.config_first = None;
         self.reload_file(true);
     }
 
-    fn reload_file(&mut self, asked: bool) {
+    /// Read the file again and apply it if valid; the reading is recorded as a fact.
+    pub(super) fn reload_file(&mut self, asked: bool) {
         if self.observed.shutdown.is_some() {
             return;
         }
@@ -170,6 +120,7 @@ impl Runtime {
                 self.output
                     .event(&format!("{} has not changed", path.display()));
             }
+            self.record(Fact::ConfigRead(Reading::Unchanged));
             return;
         }
         self.reload.fingerprint = seen;
@@ -201,7 +152,7 @@ impl Runtime {
                 }
                 self.output
                     .event("the new version is refused; the running apps are left as they are");
-                self.observed.config_error = Some(errors.to_string());
+                self.record(Fact::ConfigRead(Reading::Refused(errors.to_string())));
             }
             Ok(eco) => {
                 let summary = describe_changes(&self.desired.eco, &eco);
@@ -220,8 +171,7 @@ impl Runtime {
                 self.output.set_apps(&app_names(&eco));
                 self.launcher.resolve_users(&eco);
                 self.desired.eco = eco;
-                self.observed.config_error = None;
-                self.observed.failed_generation.clear();
+                self.record(Fact::ConfigRead(Reading::Applied));
                 self.update_watches();
                 self.ensure_notify_socket();
                 self.update_files();

@@ -1,10 +1,19 @@
 //! Facts about the processes supervise runs: what was spawned, when, how it ended.
 //!
-//! Pure data, owned by the event loop. Nothing here touches the OS or reads the clock:
-//! every function that needs the time takes `now`. Decisions (what to start, stop or
-//! kill next) are made by `plan` from these facts; the one decision recorded here is
-//! what an exit means for the instance (restart when, finished, errored), because it
-//! is taken once, at the moment of the exit, from the policy in force then.
+//! Pure data, owned by the event loop and changed in one place: [`observe`] records a
+//! [`Fact`]. Nothing here touches the OS or reads the clock: the time comes with the
+//! fact. Decisions (what to start, stop or kill next) are made by `plan` from these
+//! facts; the one decision recorded here is what an exit means for the instance
+//! (restart when, finished, errored), because it is taken once, at the moment of the
+//! exit, from the policy in force then.
+
+mod instance;
+mod observe;
+mod status;
+
+pub use instance::{Ended, Instance, Next, Phase, Run, Stop, Why};
+pub use observe::{observe, Fact, Reading};
+pub use status::{state_of, State};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -79,98 +88,31 @@ impl fmt::Display for ExitStatus {
     }
 }
 
-/// An instance that will not run again unless the configuration or a user says so.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Done {
-    /// Exited and its policy does not restart it.
-    Finished(ExitStatus),
-    /// Crashed more than `max_restarts` times in a row.
-    Errored,
-}
-
-/// A stop that was asked for (shutdown, scale-down, or a leader's leftovers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StopRequest {
-    pub at: Instant,
-    pub killed: bool,
-}
-
-/// One instance slot, across its restarts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Instance {
-    pub id: InstanceId,
-    /// Fingerprint of the spec it was started from (`plan::diff::generation`).
-    pub generation: u64,
-    /// The leader's pid while it is alive (not yet reaped).
-    pub pid: Option<i32>,
-    /// Process group (= session) of the current or last run; the leader's pid.
-    pub pgid: Option<i32>,
-    /// Members of the group outlived the leader and have not been seen gone yet.
-    pub group_alive: bool,
-    pub started_at: Option<Instant>,
-    /// A readiness fact arrived (sd_notify READY=1, a probe passed).
+/// One sd_notify message, as far as supervise acts on it (`os::sd_notify` parses the
+/// datagram into this). Keys absent from the datagram leave their field at its default.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct NotifyMessage {
+    /// `READY=1`
     pub ready: bool,
-    pub ready_at: Option<Instant>,
-    /// The last sd_notify `STATUS=` text.
-    pub status_text: Option<String>,
-    /// The instance said `STOPPING=1`.
-    pub notify_stopping: bool,
-    /// The last `WATCHDOG=1`.
-    pub watchdog_at: Option<Instant>,
-    pub probe_in_flight: bool,
-    pub last_probe_at: Option<Instant>,
-    /// Consecutive failed health checks.
-    pub health_failures: u32,
-    /// The stop under way was caused by a failure (not ready in time, watchdog): the
-    /// exit is judged by the restart policy like a crash, not taken as asked for.
-    pub failing: bool,
-    pub last_exit: Option<(ExitStatus, Instant)>,
-    /// Consecutive runs shorter than `min_uptime`.
-    pub crashes: u32,
-    /// Restarts over the instance's life (shown in status).
-    pub restarts: u32,
-    /// Exited and due to start again at this time.
-    pub restart_at: Option<Instant>,
-    pub stop: Option<StopRequest>,
-    pub done: Option<Done>,
+    /// `STOPPING=1`
+    pub stopping: bool,
+    /// `RELOADING=1`
+    pub reloading: bool,
+    /// `WATCHDOG=1` (a keep-alive; `WATCHDOG=trigger` is ignored)
+    pub watchdog: bool,
+    /// `STATUS=...`, control characters replaced by spaces; `STATUS=` gives `Some("")`.
+    pub status: Option<String>,
+    /// `MAINPID=n` (n > 0)
+    pub main_pid: Option<i32>,
+    /// `ERRNO=n` (n >= 0)
+    pub errno: Option<i32>,
 }
 
-impl Instance {
-    pub fn new(id: InstanceId) -> Instance {
-        Instance {
-            id,
-            generation: 0,
-            pid: None,
-            pgid: None,
-            group_alive: false,
-            started_at: None,
-            ready: false,
-            ready_at: None,
-            status_text: None,
-            notify_stopping: false,
-            watchdog_at: None,
-            probe_in_flight: false,
-            last_probe_at: None,
-            health_failures: 0,
-            failing: false,
-            last_exit: None,
-            crashes: 0,
-            restarts: 0,
-            restart_at: None,
-            stop: None,
-            done: None,
-        }
-    }
-
-    /// Some process of this instance may still exist: its leader or its group.
-    pub fn alive(&self) -> bool {
-        self.pid.is_some() || self.group_alive
-    }
-
-    /// Running and not being stopped.
-    pub fn up(&self) -> bool {
-        self.pid.is_some() && self.stop.is_none()
-    }
+/// What a probe is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    Ready,
+    Health,
 }
 
 /// What an exit means for the instance, decided once when it is observed.
@@ -185,6 +127,55 @@ pub enum Outcome {
     Stopped,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    pub at: Instant,
+    /// A second signal: kill everything now.
+    pub force: bool,
+}
+
+/// File events not acted on yet; `plan` debounces them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// The ecosystem file or an env_file: the first and the last event of the burst.
+    pub config: Option<(Instant, Instant)>,
+    /// An app's `watch` paths: the last event.
+    pub apps: BTreeMap<String, Instant>,
+}
+
+/// What a control command asks of its instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Start,
+    Stop,
+    Restart,
+    Reload,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Start => "start",
+            Verb::Stop => "stop",
+            Verb::Restart => "restart",
+            Verb::Reload => "reload",
+        }
+    }
+}
+
+/// A control command waiting for its effect to be seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// Its number, given when it is observed.
+    pub ticket: u64,
+    /// Who to answer (the control connection's number).
+    pub asker: usize,
+    pub verb: Verb,
+    pub targets: Vec<InstanceId>,
+    pub since: Instant,
+    pub deadline: Instant,
+}
+
 /// Everything the loop knows about running things.
 #[derive(Debug, Default)]
 pub struct Observed {
@@ -197,13 +188,13 @@ pub struct Observed {
     /// Per app, a generation whose rolling update failed (its new instance never got
     /// ready): the app stays on the old version until the file changes again.
     pub failed_generation: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shutdown {
-    pub at: Instant,
-    /// A second signal: kill everything now.
-    pub force: bool,
+    pub changes: Changes,
+    /// When resident memory was last sampled for `max_memory`.
+    pub memory_sampled_at: Option<Instant>,
+    /// Control commands not answered yet.
+    pub commands: Vec<Command>,
+    /// The last command's ticket.
+    pub tickets: u64,
 }
 
 impl Observed {
@@ -233,216 +224,20 @@ impl Observed {
 
     /// The record whose leader is `pid`.
     pub fn find_leader(&self, id: &InstanceId, pid: i32) -> Option<Who> {
-        if self.instances.get(id).is_some_and(|i| i.pid == Some(pid)) {
+        if self.instances.get(id).is_some_and(|i| i.pid() == Some(pid)) {
             return Some(Who::Slot(id.clone()));
         }
         self.outgoing
             .iter()
-            .find(|(_, i)| i.pid == Some(pid))
+            .find(|(_, i)| i.pid() == Some(pid))
             .map(|(pgid, _)| Who::Old(*pgid))
     }
 
-    pub fn spawned(&mut self, id: &InstanceId, pid: i32, generation: u64, now: Instant) {
-        let inst = self
-            .instances
-            .entry(id.clone())
-            .or_insert_with(|| Instance::new(id.clone()));
-        if inst.started_at.is_some() {
-            inst.restarts += 1;
-        }
-        if inst.generation != generation {
-            // A new version starts with a clean slate.
-            inst.crashes = 0;
-        }
-        inst.generation = generation;
-        inst.pid = Some(pid);
-        inst.pgid = Some(pid);
-        inst.group_alive = false;
-        inst.started_at = Some(now);
-        // Set by a readiness fact (sd_notify, probe); `started` and `delay` readiness
-        // are derived by `plan::is_ready`.
-        inst.ready = false;
-        inst.ready_at = None;
-        inst.status_text = None;
-        inst.notify_stopping = false;
-        inst.watchdog_at = None;
-        inst.probe_in_flight = false;
-        inst.last_probe_at = None;
-        inst.health_failures = 0;
-        inst.failing = false;
-        inst.restart_at = None;
-        inst.stop = None;
-        inst.done = None;
-    }
-
-    /// A rolling update begins for this slot: its instance becomes an outgoing one,
-    /// serving until its successor is ready. Returns the outgoing record's name.
-    pub fn replace(&mut self, id: &InstanceId) -> Option<Who> {
-        let inst = self.instances.get(id)?;
-        let pgid = inst.pgid.filter(|_| inst.alive())?;
-        let mut old = self.instances.remove(id)?;
-        // The slot keeps its history (restart count) for status.
-        let mut fresh = Instance::new(id.clone());
-        fresh.restarts = old.restarts;
-        fresh.started_at = old.started_at;
-        self.instances.insert(id.clone(), fresh);
-        old.restart_at = None;
-        self.outgoing.insert(pgid, old);
-        Some(Who::Old(pgid))
-    }
-
-    /// The leader exited (or could not be started). `group_alive` says whether other
-    /// members of its process group remain.
-    pub fn exited(
-        &mut self,
-        who: &Who,
-        spec: Option<&AppSpec>,
-        status: ExitStatus,
-        group_alive: bool,
-        now: Instant,
-    ) -> Outcome {
-        let shutting_down = self.shutdown.is_some();
-        let Some(inst) = self.get_mut(who) else {
-            return Outcome::Stopped;
-        };
-        inst.pid = None;
-        inst.group_alive = group_alive;
-        inst.ready = false;
-        let uptime = inst
-            .started_at
-            .map(|t| now.saturating_duration_since(t))
-            .unwrap_or_default();
-        inst.last_exit = Some((status.clone(), now));
-        let asked = inst.stop.is_some() && !inst.failing;
-        let stopping = asked || shutting_down || matches!(who, Who::Old(_));
-        match spec {
-            Some(spec) if !stopping => {
-                let outcome = decide(spec, &mut inst.crashes, &status, uptime);
-                match &outcome {
-                    Outcome::Restart(delay) => inst.restart_at = Some(now + *delay),
-                    Outcome::Finished => inst.done = Some(Done::Finished(status)),
-                    Outcome::Errored(_) => inst.done = Some(Done::Errored),
-                    Outcome::Stopped => {}
-                }
-                outcome
-            }
-            _ => Outcome::Stopped,
-        }
-    }
-
-    pub fn stop_requested(&mut self, who: &Who, now: Instant) {
-        if let Some(inst) = self.get_mut(who) {
-            inst.stop = Some(StopRequest {
-                at: now,
-                killed: false,
-            });
-        }
-    }
-
-    pub fn killed(&mut self, who: &Who, now: Instant) {
-        if let Some(inst) = self.get_mut(who) {
-            let at = inst.stop.map(|s| s.at).unwrap_or(now);
-            inst.stop = Some(StopRequest { at, killed: true });
-        }
-    }
-
-    pub fn group_gone(&mut self, who: &Who) {
-        if let Some(inst) = self.get_mut(who) {
-            inst.group_alive = false;
-        }
-    }
-
-    pub fn mark_ready(&mut self, who: &Who, now: Instant) {
-        if let Some(inst) = self.get_mut(who) {
-            if !inst.ready {
-                inst.ready = true;
-                inst.ready_at = Some(now);
-            }
-        }
-    }
-
-    pub fn probe_started(&mut self, who: &Who, now: Instant) {
-        if let Some(inst) = self.get_mut(who) {
-            inst.probe_in_flight = true;
-            inst.last_probe_at = Some(now);
-        }
-    }
-
-    pub fn probe_done(&mut self, who: &Who, now: Instant) {
-        if let Some(inst) = self.get_mut(who) {
-            inst.probe_in_flight = false;
-            inst.last_probe_at = Some(now);
-        }
-    }
-
-    /// Record a notify message's facts (READY=1 only counts for notify readiness).
-    pub fn notified(
-        &mut self,
-        who: &Who,
-        msg: &crate::os::sd_notify::NotifyMessage,
-        ready_counts: bool,
-        now: Instant,
-    ) {
-        if msg.ready && ready_counts {
-            self.mark_ready(who, now);
-        }
-        if let Some(inst) = self.get_mut(who) {
-            if let Some(text) = &msg.status {
-                inst.status_text = Some(text.clone());
-            }
-            inst.notify_stopping |= msg.stopping;
-            if msg.watchdog {
-                inst.watchdog_at = Some(now);
-            }
-        }
-    }
-
-    /// A stop caused by a failure: the exit will be judged by the restart policy.
-    pub fn failing(&mut self, who: &Who) {
-        if let Some(inst) = self.get_mut(who) {
-            inst.failing = true;
-        }
-    }
-
-    /// A rolling update's new instance failed: the old one, still serving, takes its
-    /// slot back and the new one becomes the outgoing instance (to be stopped).
-    pub fn rollback(&mut self, id: &InstanceId) -> Option<Who> {
-        let old_key = *self
-            .outgoing
-            .iter()
-            .find(|(_, o)| &o.id == id && o.alive() && o.stop.is_none())?
-            .0;
-        let new = self.instances.get(id)?;
-        let new_key = new.pgid.filter(|_| new.alive())?;
-        let old = self.outgoing.remove(&old_key)?;
-        let new = self.instances.insert(id.clone(), old)?;
-        self.outgoing.insert(new_key, new);
-        Some(Who::Old(new_key))
-    }
-
-    /// `start`/`restart` of an instance that errored, finished or backs off: a clean
-    /// slate, started at once.
-    pub fn reset(&mut self, id: &InstanceId) {
-        if let Some(inst) = self.instances.get_mut(id) {
-            inst.done = None;
-            inst.crashes = 0;
-            inst.restart_at = None;
-        }
-    }
-
-    /// `reload`: mark the instance outdated, so plan replaces it by the app's update
-    /// strategy as if its spec had changed.
-    pub fn invalidate(&mut self, id: &InstanceId) {
-        if let Some(inst) = self.instances.get_mut(id) {
-            inst.generation = 0;
-        }
-    }
-
-    pub fn forget(&mut self, who: &Who) {
-        match who {
-            Who::Slot(id) => self.instances.remove(id),
-            Who::Old(pgid) => self.outgoing.remove(pgid),
-        };
+    /// The live record whose process group is `pgid`.
+    pub fn find_group(&self, pgid: i32) -> Option<Who> {
+        self.all()
+            .find(|(_, i)| i.group() == Some(pgid))
+            .map(|(who, _)| who)
     }
 }
 

@@ -108,6 +108,29 @@ fn exit_codes_follow_the_shell_convention() {
     assert_eq!(ExitStatus::Code(1).to_string(), "code 1");
 }
 
+fn spawned(obs: &mut Observed, id: &InstanceId, pid: i32, generation: u64, now: Instant) {
+    let fact = Fact::Spawned {
+        id: id.clone(),
+        pid,
+        generation,
+    };
+    observe(obs, fact, now);
+}
+
+fn exited(obs: &mut Observed, who: &Who, spec: Option<&AppSpec>, group_alive: bool, now: Instant) {
+    let fact = Fact::Exited {
+        who: who.clone(),
+        status: ExitStatus::Code(1),
+        group_alive,
+        spec,
+    };
+    observe(obs, fact, now);
+}
+
+fn next(obs: &Observed, who: &Who) -> Next {
+    obs.get(who).unwrap().ended().unwrap().next.clone()
+}
+
 #[test]
 fn observe_spawn_exit_restart() {
     let s = spec();
@@ -115,19 +138,36 @@ fn observe_spawn_exit_restart() {
     let who = Who::Slot(id.clone());
     let t0 = Instant::now();
     let mut obs = Observed::default();
-    obs.spawned(&id, 100, 7, t0);
+    spawned(&mut obs, &id, 100, 7, t0);
     let inst = &obs.instances[&id];
-    assert!(inst.up() && inst.restarts == 0);
-    let out = obs.exited(&who, Some(&s), ExitStatus::Code(1), false, t0 + ms(10));
-    assert_eq!(out, Outcome::Restart(ms(100)));
+    assert!(inst.up() && inst.restarts() == 0);
+    exited(&mut obs, &who, Some(&s), false, t0 + ms(10));
+    assert_eq!(next(&obs, &who), Next::Restart(t0 + ms(110)));
+    assert!(!obs.instances[&id].alive());
+    spawned(&mut obs, &id, 101, 7, t0 + ms(110));
     let inst = &obs.instances[&id];
-    assert!(!inst.alive());
-    assert_eq!(inst.restart_at, Some(t0 + ms(110)));
-    obs.spawned(&id, 101, 7, t0 + ms(110));
-    let inst = &obs.instances[&id];
-    assert_eq!(inst.restarts, 1);
-    assert_eq!(inst.restart_at, None);
+    assert_eq!(inst.restarts(), 1);
+    assert_eq!(inst.pid(), Some(101));
     assert_eq!(inst.crashes, 1);
+}
+
+#[test]
+fn a_failed_spawn_is_a_crash_without_a_pid() {
+    let id = InstanceId::new("web", 0);
+    let t0 = Instant::now();
+    let mut obs = Observed::default();
+    let fact = Fact::SpawnFailed {
+        id: id.clone(),
+        generation: 7,
+        error: "No such file".into(),
+        spec: Some(&spec()),
+    };
+    observe(&mut obs, fact, t0);
+    let inst = &obs.instances[&id];
+    assert_eq!(inst.pid(), None);
+    assert!(!inst.alive());
+    assert_eq!(inst.crashes, 1);
+    assert_eq!(next(&obs, &Who::Slot(id)), Next::Restart(t0 + ms(100)));
 }
 
 #[test]
@@ -137,34 +177,35 @@ fn exit_after_a_stop_request_is_not_a_crash() {
     let who = Who::Slot(id.clone());
     let t0 = Instant::now();
     let mut obs = Observed::default();
-    obs.spawned(&id, 100, 7, t0);
-    obs.stop_requested(&who, t0);
-    let out = obs.exited(
-        &who,
-        Some(&s),
-        ExitStatus::Signal(Signal::SIGTERM),
-        true,
-        t0,
-    );
-    assert_eq!(out, Outcome::Stopped);
+    spawned(&mut obs, &id, 100, 7, t0);
+    observe(&mut obs, Fact::StopSent(who.clone(), Why::Asked), t0);
+    exited(&mut obs, &who, Some(&s), true, t0);
+    assert_eq!(next(&obs, &who), Next::Stopped);
     let inst = &obs.instances[&id];
     assert_eq!(inst.crashes, 0);
     assert!(inst.alive(), "its group is still there");
-    obs.group_gone(&who);
+    observe(&mut obs, Fact::GroupGone(who.clone()), t0);
     assert!(!obs.instances[&id].alive());
+}
+
+#[test]
+fn exit_after_a_failure_stop_is_judged_as_a_crash() {
+    let id = InstanceId::new("web", 0);
+    let who = Who::Slot(id.clone());
+    let t0 = Instant::now();
+    let mut obs = Observed::default();
+    spawned(&mut obs, &id, 100, 7, t0);
+    observe(&mut obs, Fact::StopSent(who.clone(), Why::NotReady), t0);
+    exited(&mut obs, &who, Some(&spec()), false, t0);
+    assert_eq!(next(&obs, &who), Next::Restart(t0 + ms(100)));
 }
 
 #[test]
 fn unknown_instance_exit_is_harmless() {
     let mut obs = Observed::default();
-    let out = obs.exited(
-        &Who::Slot(InstanceId::new("x", 9)),
-        None,
-        ExitStatus::Code(0),
-        false,
-        Instant::now(),
-    );
-    assert_eq!(out, Outcome::Stopped);
+    let who = Who::Slot(InstanceId::new("x", 9));
+    exited(&mut obs, &who, None, false, Instant::now());
+    assert!(obs.instances.is_empty());
 }
 
 #[test]
@@ -172,22 +213,93 @@ fn replace_moves_the_running_instance_out_and_frees_the_slot() {
     let id = InstanceId::new("web", 0);
     let t0 = Instant::now();
     let mut obs = Observed::default();
-    obs.spawned(&id, 100, 1, t0);
-    let old = obs
-        .replace(&id)
-        .expect("a running instance can be replaced");
-    assert_eq!(old, Who::Old(100));
-    assert_eq!(obs.get(&old).unwrap().pid, Some(100));
-    assert_eq!(obs.instances[&id].pid, None);
-    obs.spawned(&id, 200, 2, t0);
+    spawned(&mut obs, &id, 100, 1, t0);
+    observe(&mut obs, Fact::Replaced(id.clone()), t0);
+    let old = Who::Old(100);
+    assert_eq!(obs.get(&old).unwrap().pid(), Some(100));
+    assert_eq!(obs.instances[&id].pid(), None);
+    spawned(&mut obs, &id, 200, 2, t0);
+    assert_eq!(obs.instances[&id].restarts(), 1);
     assert_eq!(obs.find_leader(&id, 100), Some(Who::Old(100)));
     assert_eq!(obs.find_leader(&id, 200), Some(Who::Slot(id.clone())));
     // An outgoing instance that exits is never restarted.
-    let out = obs.exited(&old, Some(&spec()), ExitStatus::Code(1), false, t0);
-    assert_eq!(out, Outcome::Stopped);
-    obs.forget(&old);
+    exited(&mut obs, &old, Some(&spec()), false, t0);
+    assert_eq!(next(&obs, &old), Next::Stopped);
+    observe(&mut obs, Fact::Forgotten(old), t0);
     assert!(obs.outgoing.is_empty());
     // Nothing to replace when the slot is not running.
     let idle = InstanceId::new("web", 1);
-    assert_eq!(obs.replace(&idle), None);
+    observe(&mut obs, Fact::Replaced(idle.clone()), t0);
+    assert!(obs.outgoing.is_empty());
+    assert!(!obs.instances.contains_key(&idle));
+}
+
+#[test]
+fn a_probe_result_for_an_older_run_is_ignored() {
+    let id = InstanceId::new("web", 0);
+    let who = Who::Slot(id.clone());
+    let t0 = Instant::now();
+    let mut obs = Observed::default();
+    spawned(&mut obs, &id, 100, 1, t0);
+    let result = |pid, passed| Fact::ProbeResult {
+        who: who.clone(),
+        pid,
+        purpose: Purpose::Health,
+        passed,
+    };
+    observe(&mut obs, result(100, false), t0);
+    observe(&mut obs, result(99, false), t0);
+    assert_eq!(obs.instances[&id].run().unwrap().health_failures, 1);
+    observe(&mut obs, result(100, true), t0);
+    assert_eq!(obs.instances[&id].run().unwrap().health_failures, 0);
+}
+
+#[test]
+fn states_as_status_shows_them() {
+    use crate::config::ReadySpec;
+    let id = InstanceId::new("web", 0);
+    let who = Who::Slot(id.clone());
+    let t0 = Instant::now();
+    let notify = Some(&ReadySpec::Notify);
+    let state = |obs: &Observed, held| state_of(obs.instances.get(&id), notify, held, t0).as_str();
+    let mut obs = Observed::default();
+    assert_eq!(state(&obs, false), "starting");
+    assert_eq!(state(&obs, true), "stopped");
+    spawned(&mut obs, &id, 10, 1, t0);
+    assert_eq!(state(&obs, false), "starting");
+    observe(&mut obs, Fact::Ready(who.clone()), t0);
+    assert_eq!(state(&obs, false), "running");
+    let stopping = Fact::Notified {
+        who: who.clone(),
+        message: NotifyMessage {
+            stopping: true,
+            ..Default::default()
+        },
+        ready_counts: true,
+    };
+    observe(&mut obs, stopping, t0);
+    assert_eq!(state(&obs, false), "stopping", "STOPPING=1");
+    spawned(&mut obs, &id, 11, 1, t0);
+    observe(&mut obs, Fact::StopSent(who.clone(), Why::Asked), t0);
+    assert_eq!(state(&obs, false), "stopping");
+    exited(&mut obs, &who, Some(&spec()), true, t0);
+    assert_eq!(state(&obs, false), "stopping", "leftovers of its group");
+    observe(&mut obs, Fact::GroupGone(who.clone()), t0);
+    assert_eq!(state(&obs, false), "stopped");
+    spawned(&mut obs, &id, 12, 1, t0);
+    exited(&mut obs, &who, Some(&spec()), false, t0);
+    assert_eq!(state(&obs, false), "backoff");
+    assert_eq!(state(&obs, true), "stopped");
+    let mut never = spec();
+    never.restart = RestartPolicy::Never;
+    spawned(&mut obs, &id, 13, 1, t0);
+    exited(&mut obs, &who, Some(&never), false, t0);
+    assert_eq!(state(&obs, false), "exited");
+    let mut fragile = spec();
+    fragile.max_restarts = 1;
+    for pid in [14, 15] {
+        spawned(&mut obs, &id, pid, 1, t0);
+        exited(&mut obs, &who, Some(&fragile), false, t0);
+    }
+    assert_eq!(state(&obs, false), "errored");
 }
