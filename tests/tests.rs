@@ -18,6 +18,8 @@ mod docs;
 mod guards;
 #[path = "it/log_files.rs"]
 mod log_files;
+#[path = "it/log_pressure.rs"]
+mod log_pressure;
 #[path = "it/logs.rs"]
 mod logs;
 #[path = "it/node.rs"]

@@ -181,6 +181,8 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
     runtime.ensure_notify_socket();
     let code = runtime.run_loop()?;
     runtime.sweep();
+    runtime.drain_pipes();
+    runtime.announce_exit(code);
     runtime.sockets.close_all();
     if let Some(server) = runtime.control.server.take() {
         server.remove_file();
@@ -227,7 +229,6 @@ impl Runtime {
             let commanded = self.serve_control(Instant::now());
             self.flush_followers();
             if let Some(code) = exit {
-                self.announce_exit(code);
                 return Ok(code);
             }
             // One wake-up: the plan's next deadline, or an exec probe's timeout.

@@ -6,6 +6,16 @@
 //! life is decided by `waitpid` alone. When the output queue is full, a pipe stops being
 //! read (the child blocks on a full pipe, which is the backpressure SPEC §5 allows) and
 //! is resumed when the writer thread wakes the loop.
+//!
+//! A line is never split by a pipe's end: the partial last line is flushed at end of file,
+//! or when the leader exited and its pipe is empty while a grandchild still holds it,
+//! never while the rest may still wait in the pipe. When supervise leaves, every pipe is
+//! read to its end (see `Runtime::drain_pipes`).
+//!
+//! Pipes of ended runs are kept until their end of file, so that their last lines still
+//! come out once stdout moves again; but at most [`MAX_ENDED`] of them: past that (a crash
+//! loop behind a stuck stdout), the oldest is emptied, its lines counted as lost and
+//! reported, and closed. So supervise's descriptors and memory stay bounded.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -22,6 +32,9 @@ use crate::state::InstanceId;
 /// which destinations already took this line, so a line refused by one is retried
 /// there only. Returns false when a destination is full: stop reading for now.
 pub trait LineSink {
+    /// `lines` lines of `owner`'s ended run were dropped (see [`MAX_ENDED`]).
+    fn lost(&mut self, owner: &InstanceId, stream: Stream, lines: u64);
+
     fn deliver(
         &mut self,
         owner: &InstanceId,
@@ -35,6 +48,10 @@ pub trait LineSink {
 /// Reads per wakeup before a busy pipe yields to the rest of the loop.
 const READS_PER_TURN: usize = 16;
 const READ_SIZE: usize = 64 * 1024;
+/// Reads when an instance's leader exited: more than a pipe holds.
+const DRAIN_READS: usize = 64;
+/// Pipes of ended runs kept open at most.
+pub const MAX_ENDED: usize = 64;
 
 struct Pipe {
     fd: OwnedFd,
@@ -45,6 +62,8 @@ struct Pipe {
     /// before anything else is read.
     pending: VecDeque<(Vec<u8>, bool, u8)>,
     eof: bool,
+    /// The run ended (its leader exited): when, in order of exits.
+    ended: Option<u64>,
 }
 
 pub struct Pipes {
@@ -53,6 +72,8 @@ pub struct Pipes {
     /// Pipes with unread data or refused lines, to visit again.
     again: Vec<Token>,
     buf: Vec<u8>,
+    /// Leader exits seen, to order the pipes of ended runs.
+    exits: u64,
 }
 
 enum Turn {
@@ -70,7 +91,12 @@ impl Pipes {
             next_token: first_token,
             again: Vec::new(),
             buf: vec![0; READ_SIZE],
+            exits: 0,
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pipes.is_empty()
     }
 
     pub fn owns(&self, token: Token) -> bool {
@@ -102,6 +128,7 @@ impl Pipes {
                 splitter: LineSplitter::new(),
                 pending: VecDeque::new(),
                 eof: false,
+                ended: None,
             },
         );
         // Data may already be waiting; edge-triggered registration would not say so.
@@ -122,30 +149,92 @@ impl Pipes {
     }
 
     /// The instance's leader exited: take in what its pipes hold now, so its last lines
-    /// come before the exit message, and flush the partial last line.
+    /// come before the exit message. The partial last line is flushed if the pipe is empty
+    /// now (at its end, or held open by a grandchild); if the destinations are full, the
+    /// rest is read later, whole.
     pub fn drain(&mut self, registry: &Registry, owner: &InstanceId, sink: &mut dyn LineSink) {
         let tokens: Vec<Token> = self
             .pipes
             .iter()
-            .filter(|(_, p)| &p.owner == owner)
+            .filter(|(_, p)| &p.owner == owner && p.ended.is_none())
             .map(|(t, _)| *t)
             .collect();
+        self.exits += 1;
+        for token in tokens {
+            if let Some(pipe) = self.pipes.get_mut(&token) {
+                pipe.ended = Some(self.exits);
+            }
+            if let Turn::Idle = self.turn(registry, token, sink, DRAIN_READS) {
+                if let Some(pipe) = self.pipes.get_mut(&token) {
+                    let pending = &mut pipe.pending;
+                    pipe.splitter
+                        .finish(&mut |line, cut| pending.push_back((line, cut, 0)));
+                    self.turn(registry, token, sink, 0);
+                }
+            }
+        }
+        self.limit_ended(registry, sink);
+    }
+
+    /// supervise is leaving: every pipe is read to its end from now on, as budgets allow.
+    pub fn drain_all(&mut self, registry: &Registry, sink: &mut dyn LineSink) {
+        let tokens: Vec<Token> = self.pipes.keys().copied().collect();
         for token in tokens {
             self.turn(registry, token, sink, READS_PER_TURN);
-            if let Some(pipe) = self.pipes.get_mut(&token) {
-                let pending = &mut pipe.pending;
-                pipe.splitter
-                    .finish(&mut |line, cut| pending.push_back((line, cut, 0)));
-                self.turn(registry, token, sink, 0);
+        }
+    }
+
+    /// Past [`MAX_ENDED`] pipes of ended runs, the oldest is emptied and closed, its lines
+    /// counted as lost.
+    fn limit_ended(&mut self, registry: &Registry, sink: &mut dyn LineSink) {
+        let mut ended: Vec<(u64, Token)> = self
+            .pipes
+            .iter()
+            .filter_map(|(t, p)| p.ended.map(|e| (e, *t)))
+            .collect();
+        if ended.len() <= MAX_ENDED {
+            return;
+        }
+        ended.sort_unstable();
+        for (_, token) in &ended[..ended.len() - MAX_ENDED] {
+            let Some(mut pipe) = self.pipes.remove(token) else {
+                continue;
+            };
+            let _ = registry.deregister(&mut SourceFd(&pipe.fd.as_raw_fd()));
+            let mut lost = pipe.pending.iter().filter(|(_, cut, _)| !cut).count() as u64;
+            // What the pipe holds now (bounded: a living grandchild may keep writing).
+            for _ in 0..DRAIN_READS {
+                match nix::unistd::read(&pipe.fd, &mut self.buf) {
+                    Ok(n) if n > 0 => {
+                        lost += memchr::memchr_iter(b'\n', &self.buf[..n]).count() as u64;
+                        pipe.splitter.push(&self.buf[..n], &mut |_, _| {});
+                    }
+                    Err(nix::errno::Errno::EINTR) => {}
+                    _ => break,
+                }
+            }
+            if pipe.splitter.pending() > 0 {
+                lost += 1;
+            }
+            self.again.retain(|t| t != token);
+            if lost > 0 {
+                sink.lost(&pipe.owner, pipe.stream, lost);
             }
         }
     }
 
-    fn turn(&mut self, registry: &Registry, token: Token, sink: &mut dyn LineSink, reads: usize) {
+    fn turn(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        sink: &mut dyn LineSink,
+        reads: usize,
+    ) -> Turn {
         let Some(pipe) = self.pipes.get_mut(&token) else {
-            return;
+            return Turn::Closed;
         };
-        match pump(pipe, sink, &mut self.buf, reads) {
+        let turn = pump(pipe, sink, &mut self.buf, reads);
+        match turn {
             Turn::Idle => {}
             Turn::Again => {
                 if !self.again.contains(&token) {
@@ -157,6 +246,7 @@ impl Pipes {
                 self.pipes.remove(&token);
             }
         }
+        turn
     }
 }
 

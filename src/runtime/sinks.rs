@@ -2,6 +2,10 @@
 //! the in-memory ring that `supervise logs` reads (and `--follow` clients). stdout and
 //! the files may refuse a line when their writer is behind; the pipe then waits.
 
+use std::time::{Duration, Instant};
+
+use mio::Events;
+
 use crate::control::protocol::LogLine;
 use crate::logs::files::LogFiles;
 use crate::logs::output::CUT_MARK;
@@ -10,6 +14,7 @@ use crate::logs::{Output, Stream};
 use crate::state::InstanceId;
 
 use super::pipes::LineSink;
+use super::Runtime;
 
 const TO_STDOUT: u8 = 1;
 const TO_FILES: u8 = 2;
@@ -31,6 +36,13 @@ impl Sinks<'_> {
 }
 
 impl LineSink for Sinks<'_> {
+    fn lost(&mut self, owner: &InstanceId, stream: Stream, lines: u64) {
+        self.output.event(&format!(
+            "{owner}: {lines} line(s) of an ended run's {} dropped: stdout is blocked and too many ended runs wait",
+            stream.as_str()
+        ));
+    }
+
     fn deliver(
         &mut self,
         owner: &InstanceId,
@@ -90,5 +102,44 @@ pub(super) fn log_line(l: RingLine) -> LogLine {
         index: l.index,
         stream: l.stream.as_str().to_string(),
         line,
+    }
+}
+
+impl Runtime {
+    /// supervise is leaving and every instance has ended: read each pipe to its end, so
+    /// that no line is lost, but wait for a slow stdout at most as long as the longest
+    /// `stop_timeout` (a stuck one loses what is left).
+    pub(super) fn drain_pipes(&mut self) {
+        let longest = self.desired.eco.apps.iter().map(|a| a.stop_timeout).max();
+        let deadline = Instant::now() + longest.unwrap_or(self.desired.eco.settings.stop_timeout);
+        let mut events = Events::with_capacity(64);
+        self.pipes
+            .drain_all(self.poll.registry(), &mut sinks!(self));
+        while !self.pipes.is_empty() {
+            self.flush_followers();
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let room = sinks!(self).room();
+            let timeout = if self.pipes.busy(room) {
+                Duration::ZERO
+            } else {
+                deadline - now
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+            for event in events.iter() {
+                if self.pipes.owns(event.token()) {
+                    self.pipes
+                        .readable(self.poll.registry(), event.token(), &mut sinks!(self));
+                }
+            }
+            self.pipes.resume(self.poll.registry(), &mut sinks!(self));
+        }
+        self.flush_followers();
     }
 }

@@ -21,6 +21,8 @@ pub(super) enum Mode {
     Plain,
     /// stdout is a pipe that nobody reads.
     BlockedStdout,
+    /// stdout is read slowly: 4 KiB per millisecond.
+    SlowStdout,
     /// Under `unshare --pid --fork --mount-proc`, so it is PID 1 of a new namespace.
     Unshare,
 }
@@ -105,6 +107,12 @@ impl Harness {
         self.launch(config, Mode::BlockedStdout)
     }
 
+    /// Start supervise with its stdout read slowly (4 KiB per millisecond), as by a slow
+    /// log shipper.
+    pub fn start_slow_stdout(&mut self, config: &Path) {
+        self.launch(config, Mode::SlowStdout)
+    }
+
     /// Start `unshare --pid --fork --mount-proc supervise CONFIG`. Returns false (and
     /// prints a note) when `unshare` cannot make a pid namespace here.
     pub fn start_unshare(&mut self, config: &Path) -> bool {
@@ -155,6 +163,10 @@ impl Harness {
         let stderr = child.stderr.take().unwrap();
         let held_stdout = match mode {
             Mode::BlockedStdout => Some(stdout),
+            Mode::SlowStdout => {
+                spawn_reader(SlowRead(stdout), false, self.output.clone());
+                None
+            }
             _ => {
                 spawn_reader(stdout, false, self.output.clone());
                 None
@@ -277,5 +289,17 @@ impl Harness {
     /// Send a signal to supervise.
     pub fn send_signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.supervise_pid()), signal).expect("kill supervise");
+    }
+}
+
+/// A reader taking at most 4 KiB per call and a millisecond between calls: the pace of a
+/// slow consumer (a load shape, not a synchronisation).
+struct SlowRead<R>(R);
+
+impl<R: std::io::Read> std::io::Read for SlowRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::thread::sleep(Duration::from_millis(1));
+        let n = buf.len().min(4096);
+        self.0.read(&mut buf[..n])
     }
 }

@@ -1,0 +1,143 @@
+//! Logs under pressure (issue 10, items 1 and 2): a slow stdout reader never sees a line
+//! split or lost, even when supervise exits by itself right after the app; a stuck stdout
+//! behind a crash loop keeps supervise's descriptors bounded.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::*;
+
+const LINES: usize = 200_000;
+
+fn numbers() -> Vec<String> {
+    (1..=LINES).map(|i| i.to_string()).collect()
+}
+
+/// Lines differing from `want`, described briefly.
+fn compare(what: &str, got: &[String], want: &[String]) {
+    if got == want {
+        return;
+    }
+    let first = got.iter().zip(want).position(|(g, w)| g != w);
+    panic!(
+        "{what}: {} lines, {} expected; first difference at {first:?}: {:?}",
+        got.len(),
+        want.len(),
+        first.map(|i| (&got[i], &want[i]))
+    );
+}
+
+#[test]
+fn a_slow_reader_gets_every_line_whole_at_exit_text_and_files() {
+    let mut h = Harness::new();
+    let config = h.write_config(
+        "eco.toml",
+        &format!(
+            r#"
+[settings]
+log_dir = "logs"
+log_max_size = "100MiB"
+
+[apps.web]
+command = ["seq", "1", "{LINES}"]
+restart = "never"
+"#
+        ),
+    );
+    h.start_slow_stdout(&config);
+    assert_eq!(h.wait_exit(Duration::from_secs(120)).code(), Some(0));
+    compare("stdout", &h.instance_output("web.0"), &numbers());
+    let file = std::fs::read_to_string(h.path("logs/web.0.out.log")).unwrap();
+    let lines: Vec<String> = file.lines().map(str::to_string).collect();
+    compare("web.0.out.log", &lines, &numbers());
+    // The last event comes after the last line.
+    let last = h.lines().pop().unwrap();
+    assert!(last.contains("all apps finished"), "{last:?}");
+}
+
+#[test]
+fn a_slow_reader_gets_every_json_line_whole_at_exit() {
+    let mut h = Harness::new();
+    let config = h.write_config(
+        "eco.toml",
+        &format!(
+            r#"
+[settings]
+log_format = "json"
+
+[apps.web]
+command = ["seq", "1", "{LINES}"]
+restart = "never"
+"#
+        ),
+    );
+    h.start_slow_stdout(&config);
+    assert_eq!(h.wait_exit(Duration::from_secs(120)).code(), Some(0));
+    let mut got = Vec::new();
+    for line in h.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        if v["app"] == "web" {
+            got.push(v["line"].as_str().unwrap().to_string());
+        }
+    }
+    compare("json stdout", &got, &numbers());
+}
+
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_crash_loop_behind_a_stuck_stdout_keeps_descriptors_bounded() {
+    let mut h = Harness::new();
+    let config = h.write_config(
+        "eco.toml",
+        r#"
+[apps.yes]
+command = ["yes"]
+stop_timeout = "1s"
+
+[apps.crash]
+command = ["sh", "-c", "echo boom; echo oops >&2; exit 1"]
+restart_delay = "1ms"
+backoff_max = "1ms"
+max_restarts = 0
+stop_timeout = "1s"
+"#,
+    );
+    h.start_blocked_stdout(&config);
+    let supervise = h.supervise_pid();
+    h.wait_for(|| socket(&h).exists(), LONG);
+    let restarts = || {
+        instance(&status_json(&h), "crash", 0)["restarts"]
+            .as_u64()
+            .unwrap()
+    };
+    // What supervise holds with its two instances running (reserves included).
+    let base = open_fds(supervise);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut most = 0;
+    while restarts() < 400 {
+        assert!(Instant::now() < deadline, "only {} restarts", restarts());
+        most = most.max(open_fds(supervise));
+    }
+    most = most.max(open_fds(supervise));
+    let links: Vec<String> = std::fs::read_dir(format!("/proc/{supervise}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    // 64 pipes of ended runs at most, whatever the number of restarts (and a control
+    // connection or two).
+    assert!(
+        most <= base + 64 + 8,
+        "{most} descriptors open, {base} at first: {links:?}"
+    );
+    h.send_signal(Signal::SIGTERM);
+    assert_eq!(h.wait_exit(Duration::from_secs(30)).code(), Some(0));
+}
