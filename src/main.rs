@@ -76,11 +76,24 @@ fn run(path: Option<PathBuf>, socket: Option<&Path>) -> ExitCode {
         Err(code) => return code,
     };
     let socket = client::socket_path(socket, eco.settings.socket.as_deref());
+    ensure_run_dir(&socket);
     match runtime::run(eco, &socket) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("supervise: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// An empty root file system (a `scratch` image) has no /run: as an init would, make it
+/// for root's default control socket.
+fn ensure_run_dir(socket: &Path) {
+    use std::os::unix::fs::DirBuilderExt;
+    let run = Path::new("/run");
+    if socket.parent() == Some(run) && !run.exists() {
+        if let Err(e) = std::fs::DirBuilder::new().mode(0o755).create(run) {
+            eprintln!("supervise: cannot create /run ({e})");
         }
     }
 }

@@ -36,3 +36,5 @@ mod rollout;
 mod run;
 #[path = "it/shutdown.rs"]
 mod shutdown;
+#[path = "it/static_binary.rs"]
+mod static_binary;

@@ -302,7 +302,7 @@ impl App {
                     }
                     let left = deadline - now;
                     Some(libc::timespec {
-                        tv_sec: left.as_secs() as libc::time_t,
+                        tv_sec: left.as_secs() as _,
                         tv_nsec: left.subsec_nanos() as libc::c_long,
                     })
                 }

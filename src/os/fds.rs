@@ -2,7 +2,7 @@
 //! apps: mark every one above stderr close-on-exec before anything else runs.
 
 use std::fs;
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 
 pub fn close_inherited_on_exec() {
     let Ok(dir) = fs::read_dir("/proc/self/fd") else {
@@ -37,13 +37,27 @@ pub const RESERVED_FDS: usize = 32;
 pub fn reserve_low_fds() {
     // open(2) returns the lowest free number: open /dev/null (std opens close-on-exec)
     // until a descriptor lands above the range, keeping those inside it.
+    // An empty root file system (no /dev) gets an empty pipe's read end instead.
     for _ in 0..RESERVED_FDS {
-        let Ok(null) = fs::File::open("/dev/null") else {
-            return;
+        let null: OwnedFd = match fs::File::open("/dev/null") {
+            Ok(null) => null.into(),
+            Err(_) => match std::io::pipe() {
+                Ok((read, _write)) => read.into(),
+                Err(_) => return,
+            },
         };
         if null.as_raw_fd() >= 3 + RESERVED_FDS as i32 {
             return;
         }
         let _placeholder = null.into_raw_fd();
+    }
+}
+
+/// An app's standard input: /dev/null, or in an empty root file system without /dev an
+/// empty pipe; both read end of file at once.
+pub fn null_input() -> std::io::Result<std::process::Stdio> {
+    match fs::File::open("/dev/null") {
+        Ok(file) => Ok(file.into()),
+        Err(_) => Ok(std::io::pipe()?.0.into()),
     }
 }

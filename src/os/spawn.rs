@@ -65,6 +65,12 @@ fn cstring(bytes: Vec<u8>) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argument"))
 }
 
+/// `setrlimit`'s resource type: glibc has its own, musl (the static build) takes an int.
+#[cfg(target_env = "gnu")]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type RlimitResource = libc::c_int;
+
 /// The prepared image of the child: only read (and the LISTEN_PID slot written) after
 /// fork. Raw pointers point into the buffers it owns.
 struct Image {
@@ -78,7 +84,7 @@ struct Image {
     /// Sockets to place at 3, 4, ...; `moved` receives their temporary copies.
     sockets: Vec<RawFd>,
     moved: Vec<RawFd>,
-    limits: Vec<(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)>,
+    limits: Vec<(RlimitResource, libc::rlim_t, libc::rlim_t)>,
     ids: Option<Ids>,
     umask: Option<libc::mode_t>,
 }
@@ -156,7 +162,7 @@ fn prepare(spec: &ExecSpec) -> io::Result<Image> {
         limits: spec
             .limits
             .iter()
-            .map(|(r, soft, hard)| (*r as libc::__rlimit_resource_t, *soft, *hard))
+            .map(|(r, soft, hard)| (*r as RlimitResource, *soft, *hard))
             .collect(),
         ids: spec.ids.clone(),
         umask: spec.umask,
@@ -175,7 +181,7 @@ pub fn spawn(spec: &ExecSpec) -> io::Result<Spawned> {
     let mut cmd = Command::new(&spec.program);
     cmd.current_dir(&spec.cwd)
         .env_clear()
-        .stdin(Stdio::null())
+        .stdin(super::fds::null_input()?)
         .stdout(output())
         .stderr(output());
     // SAFETY: the closure runs in the forked child of a multi-threaded process. It only
