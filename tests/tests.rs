@@ -24,6 +24,8 @@ mod log_pressure;
 mod logs;
 #[path = "it/node.rs"]
 mod node;
+#[path = "it/per_instance.rs"]
+mod per_instance;
 #[path = "it/pid1.rs"]
 mod pid1;
 #[path = "it/reload.rs"]

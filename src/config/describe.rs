@@ -68,6 +68,13 @@ pub fn describe(eco: &Ecosystem) -> String {
             app.stop_signal,
             format_duration(app.stop_timeout)
         );
+        if let Some(port) = app.port {
+            let last = u32::from(port) + app.instances.max(1) - 1;
+            let _ = writeln!(
+                out,
+                "  port:       {port} + instance ({port}-{last}), as PORT"
+            );
+        }
         if !app.env.is_empty() {
             let keys: Vec<&str> = app.env.keys().map(String::as_str).collect();
             let _ = writeln!(out, "  env:        {}", keys.join(", "));

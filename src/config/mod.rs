@@ -12,6 +12,8 @@ mod envfile;
 mod error;
 mod hints;
 mod node;
+pub mod per_instance;
+pub mod placeholders;
 mod read;
 mod resolve;
 mod schema;

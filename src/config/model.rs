@@ -171,6 +171,8 @@ pub struct AppSpec {
     pub watch: Vec<PathBuf>,
     pub ignore: Vec<String>,
     pub update: UpdateStrategy,
+    /// `port = 3000`: instance N gets `PORT` and `{port}` = 3000 + N.
+    pub port: Option<u16>,
 }
 
 impl AppSpec {
@@ -211,6 +213,7 @@ impl AppSpec {
             watch: Vec::new(),
             ignore: Vec::new(),
             update: UpdateStrategy::Rolling,
+            port: None,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::error::Pos;
 use super::model::{AppSpec, LogFormat, RestartPolicy, Settings, UpdateStrategy};
 use super::node::{Entry, Node};
+use super::per_instance;
 use super::read::{elem, join, Ctx};
 use super::resolve;
 use super::structured;
@@ -53,6 +54,7 @@ pub(crate) const APP_KEYS: &[&str] = &[
     "watch",
     "ignore",
     "update",
+    "port",
 ];
 
 /// At most this many instances per app (SPEC).
@@ -185,7 +187,14 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
     // cwd first: the command and `watch` are resolved against it.
     let mut cwd_ok = true;
     spec.cwd = ctx.base.clone();
-    if let Some(v) = get("cwd") {
+    let cwd_template = get("cwd").and_then(per_instance::cwd_template);
+    if let Some(v) = get("cwd").filter(|_| cwd_template.is_some()) {
+        // Checked per instance below, once the count is known.
+        set(
+            &mut spec.cwd,
+            ctx.path(v, &join(&path, "cwd"), &ctx.base.clone()),
+        );
+    } else if let Some(v) = get("cwd") {
         match resolve::directory(ctx, v, &join(&path, "cwd")) {
             Some(dir) => spec.cwd = dir,
             None => cwd_ok = false,
@@ -196,7 +205,8 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
     match get("command") {
         Some(v) => {
             let cmd_path = join(&path, "command");
-            if let Some(cmd) = resolve::command(ctx, v, &cmd_path, spec.shell, &spec.cwd, cwd_ok) {
+            let cwd = per_instance::instance_cwd(&spec, 0);
+            if let Some(cmd) = resolve::command(ctx, v, &cmd_path, spec.shell, &cwd, cwd_ok) {
                 spec.command = cmd;
             }
         }
@@ -385,6 +395,26 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
             }
         }
         spec.ignore = list.into_iter().map(|(s, _)| s).collect();
+    }
+    if let Some(v) = get("port") {
+        spec.port = per_instance::port(ctx, v, &join(&path, "port"), spec.instances);
+    }
+    for key in per_instance::TEMPLATE_KEYS {
+        if let Some(v) = get(key) {
+            per_instance::check(ctx, v, &join(&path, key), spec.port.is_some());
+        }
+    }
+    if let Some(v) = get("cwd").filter(|_| cwd_template.is_some()) {
+        per_instance::check_cwds(ctx, v, &join(&path, "cwd"), &spec);
+    }
+    if spec.port.is_some() && spec.env.contains_key("PORT") {
+        if let Some(v) = get("env") {
+            ctx.error(
+                v.pos,
+                &join(&path, "env"),
+                "`env.PORT` and `port` both set PORT: remove one (with `port`, instance N gets PORT = port + N)",
+            );
+        }
     }
     Draft {
         spec,

@@ -171,7 +171,8 @@ fn exec(ctx: &mut Ctx, node: &Node, path: &str) -> Option<CommandLine> {
 
 fn tcp_target(ctx: &mut Ctx, node: &Node, path: &str) -> Option<String> {
     let s = ctx.string(node, path)?;
-    let ok = s
+    // The shape is checked as an instance would see it (`{port}` filled in).
+    let ok = super::placeholders::expand(&s, &super::placeholders::SAMPLE)
         .rsplit_once(':')
         .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
     if !ok {

@@ -372,3 +372,20 @@ fn umask_must_be_an_octal_string() {
         "ecosystem.toml:3:9: apps.a.umask: expected an octal umask such as \"0022\", found \"0928\""
     );
 }
+
+#[test]
+fn per_instance_values_are_checked_where_written() {
+    assert_eq!(
+        toml("[apps.web]\ncommand = \"true\"\ninstances = 3\nport = 65534\n"),
+        "ecosystem.toml:4:8: apps.web.port: 3 instances from port 65534 would need port 65536 (at most 65535)"
+    );
+    assert_eq!(
+        yaml("apps:\n  web:\n    command: [\"true\", \"{instanse}\"]\n    ready: { tcp: \"127.0.0.1:{port}\" }\n"),
+        "ecosystem.yaml:3:23: apps.web.command[1]: unknown placeholder `{instanse}` (known: {app}, {instance}, {port}; write `{{` and `}}` for literal braces)\n\
+         ecosystem.yaml:4:19: apps.web.ready.tcp: `{port}` needs `port` on the app (e.g. port = 3000: instance N gets 3000 + N)"
+    );
+    assert_eq!(
+        toml("[apps.web]\ncommand = \"true\"\nport = 80\nenv = { PORT = \"1\" }\n"),
+        "ecosystem.toml:4:7: apps.web.env: `env.PORT` and `port` both set PORT: remove one (with `port`, instance N gets PORT = port + N)"
+    );
+}

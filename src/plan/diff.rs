@@ -30,6 +30,7 @@ enum Shaping<'a> {
     Limits(&'a [Limit]),
     Umask(Option<u32>),
     Flag(bool),
+    Port(Option<u16>),
 }
 
 /// The policy fields, borrowed: applied in place to running instances.
@@ -56,7 +57,7 @@ struct Policy<'a> {
 
 /// One spec's fields by class: the process shape (by name), the count, the policy.
 struct Classes<'a> {
-    shape: [(&'static str, Shaping<'a>); 11],
+    shape: [(&'static str, Shaping<'a>); 12],
     instances: u32,
     policy: Policy<'a>,
 }
@@ -79,6 +80,7 @@ fn classes(spec: &AppSpec) -> Classes<'_> {
         listen_adapter,
         limits,
         umask,
+        port,
         // The count.
         instances,
         // Policy.
@@ -113,6 +115,7 @@ fn classes(spec: &AppSpec) -> Classes<'_> {
             ("limits", Shaping::Limits(limits)),
             ("umask", Shaping::Umask(*umask)),
             ("env_file", Shaping::File(env_file.as_ref())),
+            ("port", Shaping::Port(*port)),
         ],
         instances: *instances,
         policy: Policy {

@@ -16,7 +16,7 @@ use std::os::unix::fs::DirBuilderExt;
 use mio::Interest;
 
 use super::{Owner, Runtime, NOTIFY};
-use crate::config::{AppSpec, HealthCheck, ReadySpec};
+use crate::config::{per_instance, AppSpec, HealthCheck, ReadySpec};
 use crate::os;
 use crate::os::sd_notify::NotifySocket;
 use crate::plan::Purpose;
@@ -70,13 +70,22 @@ enum Probe<'a> {
     Exec(&'a crate::config::CommandLine),
 }
 
-fn probe_of(spec: &AppSpec, purpose: Purpose) -> Option<(Probe<'_>, Duration)> {
+/// The probe of instance `index` (its `{port}` and other placeholders filled in).
+fn probe_of(spec: &AppSpec, index: u32, purpose: Purpose) -> Option<(Probe<'_>, Duration)> {
+    let tcp = |a: &str| {
+        let a = per_instance::expand(spec, index, a);
+        Probe::Net(ProbeKind::Tcp(a.clone()), format!("tcp {a}"))
+    };
+    let http = |u: &str| {
+        let u = per_instance::expand(spec, index, u);
+        Probe::Net(ProbeKind::Http(u.clone()), format!("http {u}"))
+    };
     match purpose {
         Purpose::Ready => {
             let timeout = READY_PROBE_TIMEOUT.min(spec.ready_timeout);
             let probe = match &spec.ready {
-                ReadySpec::Tcp(a) => Probe::Net(ProbeKind::Tcp(a.clone()), format!("tcp {a}")),
-                ReadySpec::Http(u) => Probe::Net(ProbeKind::Http(u.clone()), format!("http {u}")),
+                ReadySpec::Tcp(a) => tcp(a),
+                ReadySpec::Http(u) => http(u),
                 ReadySpec::Exec(c) => Probe::Exec(c),
                 _ => return None,
             };
@@ -85,8 +94,8 @@ fn probe_of(spec: &AppSpec, purpose: Purpose) -> Option<(Probe<'_>, Duration)> {
         Purpose::Health => {
             let health = spec.health.as_ref()?;
             let probe = match &health.check {
-                HealthCheck::Tcp(a) => Probe::Net(ProbeKind::Tcp(a.clone()), format!("tcp {a}")),
-                HealthCheck::Http(u) => Probe::Net(ProbeKind::Http(u.clone()), format!("http {u}")),
+                HealthCheck::Tcp(a) => tcp(a),
+                HealthCheck::Http(u) => http(u),
                 HealthCheck::Exec(c) => Probe::Exec(c),
             };
             Some((probe, health.timeout))
@@ -105,7 +114,7 @@ impl Runtime {
         let Some(spec) = self.desired.app(&id.app) else {
             return;
         };
-        let Some((probe, timeout)) = probe_of(spec, purpose) else {
+        let Some((probe, timeout)) = probe_of(spec, id.index, purpose) else {
             return;
         };
         let probe_id = self.checks.next_id;

@@ -10,7 +10,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 
 use super::Runtime;
-use crate::config::{AppSpec, CommandLine, Ecosystem, ReadySpec};
+use crate::config::{per_instance, AppSpec, CommandLine, Ecosystem, ReadySpec};
 use crate::os::sockets::fd_name;
 use crate::os::spawn::ExecSpec;
 use crate::os::users::{self, Identity};
@@ -84,9 +84,13 @@ impl Launcher {
         let cmd = command.unwrap_or(&spec.command);
         Ok(ExecSpec {
             program: cmd.program.clone(),
-            argv: cmd.argv.iter().map(OsString::from).collect(),
+            argv: cmd
+                .argv
+                .iter()
+                .map(|a| OsString::from(per_instance::expand(spec, index, a)))
+                .collect(),
             env: instance_env(&self.base_env, spec, index, identity),
-            cwd: spec.cwd.clone(),
+            cwd: per_instance::instance_cwd(spec, index),
             ids: identity.ids.clone(),
             limits: spec
                 .limits
@@ -126,8 +130,9 @@ impl Runtime {
 }
 
 /// The environment an instance gets: supervise's own (`base`), USER/LOGNAME/HOME of
-/// `user`, the app's `env`, then `SUPERVISE_APP`, `SUPERVISE_INSTANCE` and
-/// `instance_var`. Later entries replace earlier ones of the same name.
+/// `user`, the app's `env` (placeholders filled in), then `SUPERVISE_APP`,
+/// `SUPERVISE_INSTANCE`, `instance_var` and, with `port`, `PORT`. Later entries replace
+/// earlier ones of the same name.
 pub(super) fn instance_env(
     base: &[(OsString, OsString)],
     spec: &AppSpec,
@@ -141,7 +146,10 @@ pub(super) fn instance_env(
         env.set("HOME", &account.home);
     }
     for (k, v) in &spec.env {
-        env.set(k, v);
+        env.set(k, per_instance::expand(spec, index, v));
+    }
+    if let Some(port) = per_instance::values(spec, index).port {
+        env.set("PORT", port.to_string());
     }
     let index = index.to_string();
     env.set("SUPERVISE_APP", &spec.name);
@@ -191,6 +199,29 @@ mod tests {
         assert_eq!(get(&env, "SUPERVISE_APP"), vec![OsString::from("web")]);
         assert_eq!(get(&env, "SUPERVISE_INSTANCE"), vec![OsString::from("2")]);
         assert_eq!(get(&env, "NODE_APP_INSTANCE"), vec![OsString::from("2")]);
+        assert!(get(&env, "PORT").is_empty());
+    }
+
+    #[test]
+    fn placeholders_and_port_are_filled_in_per_instance() {
+        let mut spec = AppSpec::new("web", "/bin/echo", &["echo", "{app}-{instance}:{port}"]);
+        spec.port = Some(3000);
+        spec.env
+            .insert("URL".into(), "http://127.0.0.1:{port}/".into());
+        spec.cwd = "/tmp/{{x}}".into();
+        let eco = Ecosystem {
+            path: "/e.toml".into(),
+            settings: Default::default(),
+            apps: vec![spec.clone()],
+        };
+        let exec = Launcher::new(&eco).exec_spec(&spec, 2, None).unwrap();
+        assert_eq!(exec.argv[1], OsString::from("web-2:3002"));
+        assert_eq!(get(&exec.env, "PORT"), vec![OsString::from("3002")]);
+        assert_eq!(
+            get(&exec.env, "URL"),
+            vec![OsString::from("http://127.0.0.1:3002/")]
+        );
+        assert_eq!(exec.cwd, std::path::PathBuf::from("/tmp/{x}"));
     }
 
     #[test]
