@@ -1,8 +1,10 @@
 //! Simulations of the reconcile loop: facts in, actions out, time as an argument.
 
+mod decisions;
+
 use super::*;
 use crate::config::{RestartPolicy, Settings};
-use crate::state::{observe, Command, ExitStatus, Fact, Reading, Verb};
+use crate::state::{observe, ExitStatus, Fact, Reading};
 use std::path::PathBuf;
 
 fn ms(n: u64) -> Duration {
@@ -591,43 +593,4 @@ fn held_instances_are_stopped_and_not_restarted() {
     );
     s.d.holds.clear();
     assert_eq!(s.step(), vec![Action::Spawn(id("web", 1))]);
-}
-
-/// A control command as the runtime records it.
-fn command(s: &mut Sim, verb: Verb, targets: Vec<InstanceId>) {
-    let command = Command {
-        ticket: 0,
-        asker: 7,
-        verb,
-        deadline: commands::deadline(&s.d, &targets, s.now),
-        targets,
-        since: s.now,
-    };
-    s.record(Fact::Command(command));
-}
-
-/// The actions, without the answers to commands.
-fn without_answers(actions: Vec<Action>) -> Vec<Action> {
-    actions
-        .into_iter()
-        .filter(|a| !matches!(a, Action::Answer { .. }))
-        .collect()
-}
-
-#[test]
-fn reload_command_rolls_the_instance_and_answers_once_the_new_one_is_ready() {
-    let mut s = Sim::new(eco(vec![app("web", 1)]));
-    s.step();
-    s.advance(ms(1));
-    command(&mut s, Verb::Reload, vec![id("web", 0)]);
-    assert_eq!(
-        without_answers(s.step()),
-        vec![
-            Action::Replace(id("web", 0)),
-            Action::Spawn(id("web", 0)),
-            stop(Who::Old(101))
-        ]
-    );
-    assert_eq!(s.answers, vec![(7, Ok("web.0 reloaded".to_string()))]);
-    assert!(s.obs.commands.is_empty());
 }
