@@ -66,6 +66,9 @@ pub enum Command {
     Stop { target: Target },
     /// Start what `stop` held, or what errored or finished.
     Start { target: Target },
+    /// A full-screen live view: instances, cpu and memory history, last lines; keys to
+    /// restart, reload, stop and start.
+    Top,
     /// Send a signal to the target's process groups, e.g. `supervise signal SIGUSR1 web`.
     Signal { signal: SignalName, target: Target },
 }

@@ -14,4 +14,5 @@ pub mod plan;
 pub mod probes;
 pub mod runtime;
 pub mod state;
+pub mod top;
 pub mod watch;

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Some(Command::Signal { signal, target }) => {
             command(socket, Request::Signal { signal, target })
         }
+        Some(Command::Top) => top(socket),
     }
 }
 
@@ -206,5 +207,15 @@ fn command(socket: Option<&Path>, request: Request) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+fn top(socket: Option<&Path>) -> ExitCode {
+    match supervise::top::run(&client_socket(socket)) {
+        Ok(status) => ExitCode::from(status),
+        Err(why) => {
+            eprintln!("supervise: {why}");
+            ExitCode::from(1)
+        }
     }
 }

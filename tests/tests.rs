@@ -40,3 +40,5 @@ mod run;
 mod shutdown;
 #[path = "it/static_binary.rs"]
 mod static_binary;
+#[path = "it/top.rs"]
+mod top;

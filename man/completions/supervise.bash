@@ -40,6 +40,9 @@ _supervise() {
             supervise,stop)
                 cmd="supervise__subcmd__stop"
                 ;;
+            supervise,top)
+                cmd="supervise__subcmd__top"
+                ;;
             *)
                 ;;
         esac
@@ -47,7 +50,7 @@ _supervise() {
 
     case "${cmd}" in
         supervise)
-            opts="-h -V --socket --help --version check status logs restart reload stop start signal"
+            opts="-h -V --socket --help --version check status logs restart reload stop start top signal"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -199,6 +202,24 @@ _supervise() {
             return 0
             ;;
         supervise__subcmd__stop)
+            opts="-h --socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        supervise__subcmd__top)
             opts="-h --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
