@@ -410,6 +410,93 @@ def bench_memory_idle(procs: Procs, sup_bin: str, work: str, n: int,
         procs.stop(baseline, grace=0)
 
 
+# ----------------------------------------------------------------------------- 4. scale
+
+FORK_LOOP_C = r"""
+/* The floor for starting N processes: fork and exec them in a plain loop. */
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]);
+    for (int i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            execv(argv[2], argv + 2);
+            _exit(127);
+        }
+    }
+    for (;;) pause();
+}
+"""
+
+
+def build_fork_loop(work: str) -> str:
+    """Compile the fork+exec loop in this run (cc -O2)."""
+    src = os.path.join(work, "fork_loop.c")
+    exe = os.path.join(work, "fork_loop")
+    with open(src, "w") as f:
+        f.write(FORK_LOOP_C)
+    try:
+        r = subprocess.run(["cc", "-O2", "-o", exe, src], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise BenchError("no C compiler (cc) for the fork+exec baseline")
+    if r.returncode != 0:
+        raise BenchError("cc failed: " + r.stderr.strip().splitlines()[-1])
+    return exe
+
+
+def time_to_n_starts(proc: subprocess.Popen, starts: str, n: int, t0: int, what: str,
+                     log: str | None = None) -> int:
+    """ns from t0 to the n-th start reported in `starts`."""
+    seen = wait_until(lambda: (lambda s: s if len(s) >= n else None)(read_starts(starts)),
+                      60 + n * 0.05, f"{n} starts ({what})", proc, log, interval=0.005)
+    return max(t for _, t in seen[:n]) - t0
+
+
+def scale_config(testapp: str, starts: str, n: int) -> str:
+    return (
+        "[apps.scale]\n"
+        f"command = {toml_array([testapp, '--report-start', starts])}\n"
+        f"instances = {n}\n"
+    )
+
+
+def bench_scale(procs: Procs, sup_bin: str, testapp: str, work: str, sizes: list[int],
+                reps: int) -> dict:
+    """N instances up: supervise against the fork+exec loop, interleaved, `reps` times."""
+    loop = build_fork_loop(work)
+    out: dict = {}
+    for n in sizes:
+        sup_ns, loop_ns, sup_cpu, loop_cpu = [], [], [], []
+        for rep in range(reps):
+            starts = os.path.join(work, f"loop-{n}-{rep}")
+            t0 = time.monotonic_ns()
+            p = procs.popen([loop, str(n), testapp, "--report-start", starts],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+            try:
+                loop_ns.append(time_to_n_starts(p, starts, n, t0, "fork loop"))
+                loop_cpu.append(cpu_ticks(p.pid) * 1000 / CLK_TCK)
+            finally:
+                procs.stop(p, grace=0)
+            time.sleep(0.5)  # let the machine settle after killing n processes
+            starts = os.path.join(work, f"sup-{n}-{rep}")
+            t0 = time.monotonic_ns()
+            sup = Supervise(procs, sup_bin, work, f"scale-{n}-{rep}",
+                            scale_config(testapp, starts, n))
+            try:
+                sup_ns.append(time_to_n_starts(sup.proc, starts, n, t0, "supervise",
+                                               sup.log))
+                sup_cpu.append(cpu_ticks(sup.pid) * 1000 / CLK_TCK)
+            finally:
+                sup.stop()
+            time.sleep(0.5)
+        out[n] = {"supervise_ns": sup_ns, "loop_ns": loop_ns,
+                  "supervise_cpu_ms": sup_cpu, "loop_cpu_ms": loop_cpu}
+    return out
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -464,6 +551,13 @@ def report(args, command: str, res: dict, errors: list[str]) -> str:
         lines.append(f"| idle wakeups (context switches) over {s}, 4 instances | "
                      f"{m['sup_wakeups']} | `sleep`: {m['sleep_wakeups']} | "
                      f"{ratio(m['sup_wakeups'], m['sleep_wakeups'])} |")
+    for n, sc in sorted((res.get("scale") or {}).items()):
+        a, b = statistics.median(sc["supervise_ns"]), statistics.median(sc["loop_ns"])
+        lines.append(f"| {n} instances up, median of {len(sc['loop_ns'])} | {fmt_ms(a)} | "
+                     f"fork+exec loop in C: {fmt_ms(b)} | {ratio(a, b)} |")
+        a, b = statistics.median(sc["supervise_cpu_ms"]), statistics.median(sc["loop_cpu_ms"])
+        lines.append(f"| CPU time of the starter until {n} are up | {a:.0f} ms | "
+                     f"fork+exec loop in C: {b:.0f} ms | {ratio(a, b)} |")
     lines.append("")
     notes = []
     if r:
@@ -480,6 +574,10 @@ def report(args, command: str, res: dict, errors: list[str]) -> str:
             notes.append("Idle: CPU time (utime+stime) and voluntary+involuntary context "
                          "switches of all of supervise's threads over the window; 0 wakeups "
                          "means no periodic timer.")
+    if res.get("scale"):
+        notes.append("Scale: from starting supervise (or the C loop, compiled with `cc -O2` "
+                     "in this run, that forks and execs the same program N times) to the "
+                     "N-th `supervise-testapp --report-start` timestamp; the two alternate.")
     notes.extend(f"**Not measured**: {e}" for e in errors)
     lines.extend(f"- {n}" for n in notes)
     return "\n".join(lines) + "\n"
@@ -496,11 +594,18 @@ def main() -> int:
                     help="folder holding supervise and supervise-testapp")
     ap.add_argument("--respawns", type=int, help="respawn samples (default 20, --quick 5)")
     ap.add_argument("--idle-seconds", type=float, help="idle window (default 60, --quick 5)")
+    ap.add_argument("--scale", default="200,1000",
+                    help="instance counts for the scale scenario ('' = skip; default 200,1000)")
+    ap.add_argument("--scale-reps", type=int, help="repetitions per count (default 5, --quick 1)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated parts to run: direct,respawn,mem4,mem100,scale")
     ap.add_argument("--output", default=os.path.join(REPO, "bench", "results.md"),
                     help="where to write the Markdown (default bench/results.md; '' = nowhere)")
     args = ap.parse_args()
     n = args.respawns or (5 if args.quick else 20)
     idle = args.idle_seconds if args.idle_seconds is not None else (5 if args.quick else 60)
+    sizes = [int(x) for x in args.scale.split(",") if x]
+    scale_reps = args.scale_reps or (1 if args.quick else 5)
     command = "python3 bench/bench.py" + ("".join(" " + shlex.quote(a) for a in sys.argv[1:]))
 
     if not args.no_build:
@@ -532,7 +637,14 @@ def main() -> int:
                 ("mem100", "memory with 100 instances",
                  lambda: bench_memory_idle(procs, sup_bin, work, 100, 0)),
             ]
+            if sizes:
+                steps.append(("scale", f"instances up ({args.scale}) against a fork loop",
+                              lambda: bench_scale(procs, sup_bin, testapp, work, sizes,
+                                                  scale_reps)))
+            only = {p for p in args.only.split(",") if p}
             for key, what, fn in steps:
+                if only and key not in only:
+                    continue
                 print(f"bench: {what} ...", file=sys.stderr, flush=True)
                 try:
                     res[key] = fn()

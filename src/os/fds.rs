@@ -55,9 +55,18 @@ pub fn reserve_low_fds() {
 
 /// An app's standard input: /dev/null, or in an empty root file system without /dev an
 /// empty pipe; both read end of file at once.
-pub fn null_input() -> std::io::Result<std::process::Stdio> {
+pub fn null_input() -> std::io::Result<OwnedFd> {
     match fs::File::open("/dev/null") {
         Ok(file) => Ok(file.into()),
         Err(_) => Ok(std::io::pipe()?.0.into()),
+    }
+}
+
+/// Where a quiet child's output goes: /dev/null, or without /dev a pipe nobody reads
+/// (writes fail with EPIPE, as they would on a closed descriptor).
+pub fn null_output() -> std::io::Result<OwnedFd> {
+    match fs::OpenOptions::new().write(true).open("/dev/null") {
+        Ok(file) => Ok(file.into()),
+        Err(_) => Ok(std::io::pipe()?.1.into()),
     }
 }

@@ -1,25 +1,34 @@
-//! Starting one instance: fork/exec in a session of its own, output on fresh pipes,
+//! Starting one instance: clone/exec in a session of its own, output on fresh pipes,
 //! listening sockets passed the systemd way.
 //!
 //! Everything the child needs is prepared in the parent (argv, envp, the fd layout,
-//! limits, ids) so that the forked child of this multi-threaded process only makes
-//! async-signal-safe system calls, ending in its own `execve`. That is what lets
-//! `LISTEN_PID` carry the child's own pid: std builds the environment before fork, so
-//! we reserve the slot and write the digits after fork (see DESIGN.md §C).
+//! limits, ids) so that the child only makes async-signal-safe system calls, ending in
+//! its own `execve`. That is what lets `LISTEN_PID` carry the child's own pid: the
+//! environment is built before the clone, so we reserve the slot and write the digits
+//! in the child (see DESIGN.md §C).
 //!
-//! Runs on the loop thread, which is also the only waiter (`reap`): std's `spawn`
-//! waits for a child whose exec failed, and that must not race another waiter. We keep
-//! std's `Child` only to take its pipes; dropping it neither waits nor kills.
+//! The child is started the way glibc's `posix_spawn` does it, with
+//! `clone(CLONE_VM | CLONE_VFORK)` on a stack of its own: no page tables are copied,
+//! and the loop thread is suspended only until the child's `execve` has replaced its
+//! memory (or the child has failed and written its errno into the image). So a failed
+//! exec is known when `spawn` returns, and spawning costs no more than the exec itself,
+//! however large supervise grows. Sharing memory with the parent means the child must
+//! not touch anything but the image: no allocation, no locks, no glibc call that
+//! works on the whole process (setuid and friends are raw system calls here), and
+//! every handled signal reset before any can be delivered.
+//!
+//! Runs on the loop thread, which is also the only waiter (`reap`): a child whose exec
+//! failed is collected here, before `spawn` returns, so the reaper never sees it.
 
 use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::resource::Resource;
+use nix::unistd::Pid;
 
 pub use super::users::Ids;
 
@@ -87,12 +96,12 @@ struct Image {
     limits: Vec<(RlimitResource, libc::rlim_t, libc::rlim_t)>,
     ids: Option<Ids>,
     umask: Option<libc::mode_t>,
+    cwd: CString,
+    /// What becomes the child's 0, 1 and 2.
+    stdio: [RawFd; 3],
+    /// Set by the child when it fails before or in execve; read after the clone.
+    errno: libc::c_int,
 }
-
-// SAFETY: the pointers refer to heap buffers owned by the same `Image`, which moves as a
-// whole into the pre_exec closure and is only used in the forked child.
-unsafe impl Send for Image {}
-unsafe impl Sync for Image {}
 
 fn prepare(spec: &ExecSpec) -> io::Result<Image> {
     if spec.sockets.len() > super::fds::RESERVED_FDS {
@@ -151,6 +160,9 @@ fn prepare(spec: &ExecSpec) -> io::Result<Image> {
 
     let sockets: Vec<RawFd> = spec.sockets.iter().map(|(fd, _)| *fd).collect();
     Ok(Image {
+        cwd: cstring(spec.cwd.as_os_str().as_bytes().to_vec())?,
+        stdio: [-1; 3],
+        errno: 0,
         program,
         _argv: argv,
         argv_ptrs,
@@ -169,34 +181,34 @@ fn prepare(spec: &ExecSpec) -> io::Result<Image> {
     })
 }
 
+/// The child's stack: it only runs `exec_child`, whose frames are small.
+const CHILD_STACK: usize = 64 * 1024;
+
 pub fn spawn(spec: &ExecSpec) -> io::Result<Spawned> {
     let mut image = prepare(spec)?;
-    let output = || {
-        if spec.quiet {
-            Stdio::null()
-        } else {
-            Stdio::piped()
+    let stdin = super::fds::null_input()?;
+    let (stdout, stderr, out_w, err_w) = if spec.quiet {
+        let null = super::fds::null_output()?;
+        (None, None, Some(null.try_clone()?), Some(null))
+    } else {
+        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        for fd in [&out_r, &err_r] {
+            fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
         }
+        (Some(out_r), Some(err_r), Some(out_w), Some(err_w))
     };
-    let mut cmd = Command::new(&spec.program);
-    cmd.current_dir(&spec.cwd)
-        .env_clear()
-        .stdin(super::fds::null_input()?)
-        .stdout(output())
-        .stderr(output());
-    // SAFETY: the closure runs in the forked child of a multi-threaded process. It only
-    // reads the prepared image, writes into buffers the image owns, and makes
-    // async-signal-safe system calls: no allocation, no locks, no logging. std has
-    // already placed stdio and changed directory when it runs.
-    unsafe {
-        cmd.pre_exec(move || exec_child(&mut image));
-    }
-    let mut child = cmd.spawn()?;
-    let pid = child.id() as i32;
-    let stdout: Option<OwnedFd> = child.stdout.take().map(Into::into);
-    let stderr: Option<OwnedFd> = child.stderr.take().map(Into::into);
-    for fd in stdout.iter().chain(stderr.iter()) {
-        set_nonblocking(fd)?;
+    let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+    image.stdio = [stdin.as_raw_fd(), raw(&out_w), raw(&err_w)];
+
+    let mut stack = vec![0u8; CHILD_STACK];
+    let pid = clone_vfork(&mut image, &mut stack)?;
+    // The child has exec'ed or exited: it no longer uses the image, the stack, or
+    // these descriptors (its own copies of the write ends stay open in it).
+    if image.errno != 0 {
+        // It called _exit: collect it now, so the reaper never hears of it.
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        return Err(io::Error::from_raw_os_error(image.errno));
     }
     Ok(Spawned {
         pid,
@@ -205,36 +217,122 @@ pub fn spawn(spec: &ExecSpec) -> io::Result<Spawned> {
     })
 }
 
-fn check(ret: libc::c_int) -> io::Result<()> {
+/// clone(CLONE_VM | CLONE_VFORK) running `exec_child` on `stack`; the child's pid once
+/// it has exec'ed or exited (then `image.errno` says why).
+fn clone_vfork(image: &mut Image, stack: &mut [u8]) -> io::Result<i32> {
+    extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&mut Image` clone_vfork passed, alive and not used by the
+        // suspended parent until this child has exec'ed or exited.
+        unsafe {
+            let image = &mut *arg.cast::<Image>();
+            let errno = exec_child(image);
+            std::ptr::write_volatile(&mut image.errno, errno.max(1));
+            libc::_exit(127)
+        }
+    }
+    // SAFETY: the stack is ours and outlives the child's use of it (CLONE_VFORK returns
+    // only after its exec or exit); every signal is blocked around the clone so no
+    // handler of supervise runs on the child's stack before it resets them; the child
+    // makes only the system calls of `exec_child`.
+    unsafe {
+        let top = stack.as_mut_ptr().add(stack.len());
+        let top = top.sub(top as usize % 16).cast::<libc::c_void>();
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            child,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (image as *mut Image).cast(),
+        );
+        let error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(error);
+        }
+        image.errno = std::ptr::read_volatile(&image.errno);
+        Ok(pid)
+    }
+}
+
+/// The errno of a failed call, or Ok.
+unsafe fn check(ret: libc::c_long) -> Result<(), libc::c_int> {
     if ret < 0 {
-        Err(io::Error::last_os_error())
+        Err(*libc::__errno_location())
     } else {
         Ok(())
     }
 }
 
-/// The child side. Returns only on failure; std then reports the error to the parent.
-unsafe fn exec_child(image: &mut Image) -> io::Result<()> {
-    // A session of its own: the instance is one process group, stopped as one, and
-    // detached from supervise's terminal (Ctrl-C reaches supervise only).
-    check(libc::setsid())?;
-    // std keeps the parent's signal mask in the child; start from an empty one.
+/// The child side, sharing the parent's memory. Returns only on failure, with the errno.
+unsafe fn exec_child(image: &mut Image) -> libc::c_int {
+    match prepare_child(image) {
+        Ok(()) => {
+            libc::execve(
+                image.program.as_ptr(),
+                image.argv_ptrs.as_ptr(),
+                image.envp_ptrs.as_ptr(),
+            );
+            *libc::__errno_location()
+        }
+        Err(errno) => errno,
+    }
+}
+
+unsafe fn prepare_child(image: &mut Image) -> Result<(), libc::c_int> {
+    // Handlers of supervise (signal-hook's) must not run in the child: back to the
+    // default, as exec would do. SIGPIPE too: Rust ignores it, apps expect the default.
+    let mut action: libc::sigaction = std::mem::zeroed();
+    for signal in 1..65 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        if libc::sigaction(signal, std::ptr::null(), &mut action) == 0
+            && (action.sa_sigaction != libc::SIG_IGN || signal == libc::SIGPIPE)
+            && action.sa_sigaction != libc::SIG_DFL
+        {
+            action.sa_sigaction = libc::SIG_DFL;
+            action.sa_flags = 0;
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+    // The parent blocked everything around the clone; the app starts with none blocked.
     let mut set: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut set);
     libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    // A session of its own: the instance is one process group, stopped as one, and
+    // detached from supervise's terminal (Ctrl-C reaches supervise only).
+    check(libc::setsid().into())?;
+    // stdio: sources below 3 are first copied above (so no dup2 overwrites a source
+    // still to be placed), then each dup2 into place clears CLOEXEC on the target.
+    for fd in image.stdio.iter_mut() {
+        if *fd < 3 {
+            *fd = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3);
+            check((*fd).into())?;
+        }
+    }
+    for (target, fd) in image.stdio.iter().enumerate() {
+        check(libc::dup2(*fd, target as RawFd).into())?;
+    }
+    check(libc::chdir(image.cwd.as_ptr()).into())?;
     // Limits before dropping privileges: raising a hard limit needs them.
     for (resource, soft, hard) in &image.limits {
         let lim = libc::rlimit {
             rlim_cur: *soft,
             rlim_max: *hard,
         };
-        check(libc::setrlimit(*resource, &lim))?;
+        check(libc::setrlimit(*resource, &lim).into())?;
     }
     if let Some(ids) = &image.ids {
-        check(libc::setgroups(ids.groups.len(), ids.groups.as_ptr()))?;
-        check(libc::setgid(ids.gid))?;
+        // Raw system calls: glibc's wrappers would signal every thread of the parent
+        // (whose memory we share) to change its ids too.
+        let groups = (ids.groups.len(), ids.groups.as_ptr());
+        check(libc::syscall(libc::SYS_setgroups, groups.0, groups.1))?;
+        check(libc::syscall(libc::SYS_setgid, ids.gid))?;
         if let Some(uid) = ids.uid {
-            check(libc::setuid(uid))?;
+            check(libc::syscall(libc::SYS_setuid, uid))?;
         }
     }
     if let Some(mask) = image.umask {
@@ -246,21 +344,16 @@ unsafe fn exec_child(image: &mut Image) -> io::Result<()> {
     let count = image.sockets.len() as RawFd;
     for (i, fd) in image.sockets.iter().enumerate() {
         let copy = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3 + count);
-        check(copy)?;
+        check(copy.into())?;
         image.moved[i] = copy;
     }
     for (i, copy) in image.moved.iter().enumerate() {
-        check(libc::dup2(*copy, 3 + i as RawFd))?;
+        check(libc::dup2(*copy, 3 + i as RawFd).into())?;
     }
     if let Some(slot) = image.listen_pid_digits {
         write_decimal(slot, libc::getpid() as u64);
     }
-    libc::execve(
-        image.program.as_ptr(),
-        image.argv_ptrs.as_ptr(),
-        image.envp_ptrs.as_ptr(),
-    );
-    Err(io::Error::last_os_error())
+    Ok(())
 }
 
 /// Writes the digits of `n` at `out` (which has room for 20 digits and a NUL).
@@ -281,19 +374,6 @@ unsafe fn write_decimal(out: *mut u8, mut n: u64) {
     *out.add(len) = 0;
 }
 
-/// Only ever on our own pipe ends: never on an inherited descriptor such as stdout,
-/// whose open file description is shared with the terminal or the container runtime.
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +386,88 @@ mod tests {
             let end = buf.iter().position(|b| *b == 0).unwrap();
             assert_eq!(std::str::from_utf8(&buf[..end]).unwrap(), n.to_string());
         }
+    }
+
+    fn sh(script: &str) -> ExecSpec {
+        ExecSpec {
+            program: "/bin/sh".into(),
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            env: vec![("GREETING".into(), "hello".into())],
+            cwd: "/tmp".into(),
+            ..ExecSpec::default()
+        }
+    }
+
+    /// Everything the child wrote to stdout, and its exit code.
+    fn run(spec: &ExecSpec) -> (String, i32) {
+        let child = spawn(spec).unwrap();
+        let fd = child.stdout.unwrap();
+        fcntl(&fd, FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut out).unwrap();
+        let status = nix::sys::wait::waitpid(Pid::from_raw(child.pid), None).unwrap();
+        let code = match status {
+            nix::sys::wait::WaitStatus::Exited(_, code) => code,
+            other => panic!("{other:?}"),
+        };
+        (out, code)
+    }
+
+    #[test]
+    fn runs_with_the_prepared_environment_directory_and_session() {
+        let (out, code) = run(&sh(
+            "echo $GREETING; pwd; test $(ps -o sid= $$) -eq $$ && echo leader; exit 3",
+        ));
+        assert_eq!(out, "hello\n/tmp\nleader\n");
+        assert_eq!(code, 3);
+    }
+
+    #[test]
+    fn starts_with_no_signal_blocked_or_ignored() {
+        let (out, _) = run(&sh("grep -E '^Sig(Blk|Ign)' /proc/self/status"));
+        for line in out.lines() {
+            let (name, hex) = line.split_once(":\t").unwrap();
+            let mask = u64::from_str_radix(hex, 16).unwrap();
+            // Signals 1-31; 32 and 33 belong to the C library and cannot be reset.
+            assert_eq!(mask & 0x7fff_ffff, 0, "{name}: {hex}");
+        }
+    }
+
+    #[test]
+    fn failures_are_reported_by_spawn() {
+        let mut missing = sh("true");
+        missing.program = "/nonexistent/program".into();
+        let e = spawn(&missing)
+            .err()
+            .expect("exec of a missing program fails");
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        let mut bad_cwd = sh("true");
+        bad_cwd.cwd = "/nonexistent/folder".into();
+        let e = spawn(&bad_cwd)
+            .err()
+            .expect("chdir to a missing folder fails");
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn limits_and_umask_apply() {
+        let mut spec = sh("ulimit -Sn; ulimit -Hn; umask");
+        spec.limits = vec![(Resource::RLIMIT_NOFILE, 123, 456)];
+        spec.umask = Some(0o027);
+        let (out, _) = run(&spec);
+        assert_eq!(out, "123\n456\n0027\n");
+    }
+
+    #[test]
+    fn sockets_are_passed_with_the_childs_own_pid() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut spec = sh(
+            "echo $LISTEN_PID $$ $LISTEN_FDS $LISTEN_FDNAMES; test -e /proc/self/fd/3 && echo fd3",
+        );
+        spec.sockets = vec![(listener.as_raw_fd(), "web".into())];
+        let (out, _) = run(&spec);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(words[0], words[1], "LISTEN_PID is the child's pid: {out}");
+        assert_eq!(&words[2..], ["1", "web", "fd3"]);
     }
 }
