@@ -384,7 +384,23 @@ VARIANTS = {
     "close": [("net.Server.prototype.close.call(server, () => {", "server.close(() => {")],
     # Stay a second after the last connection closed, before exiting.
     "linger": [("    process.exit(0);\n", "    setTimeout(() => process.exit(0), 1000);\n")],
+    # Written for PM2: listen(PORT) itself, no LISTEN_FDS code, no signal handler (below).
+    "unchanged": [],
 }
+
+# The app as a PM2 user writes it: supervise's Node listen adapter gives listen(PORT) the
+# shared socket and drains it on SIGTERM; PM2's cluster module shares the port and, on
+# reload, sends SIGINT, which kills it at once (no handler).
+UNCHANGED = """'use strict';
+const http = require('http');
+const version = process.env.VERSION || '1';
+const instance = process.env.SUPERVISE_INSTANCE || process.env.NODE_APP_INSTANCE || '-';
+const port = Number(process.env.PORT || 3000);
+http.createServer((req, res) => {
+  res.setHeader('Content-Type', 'text/plain');
+  res.end(`hello from instance ${instance} (pid ${process.pid}), version ${version}\\n`);
+}).listen(port, () => console.log(`listening on port ${port}, version ${version}`));
+"""
 
 
 def copy_app(work: str, name: str, variant: str) -> str:
@@ -394,6 +410,8 @@ def copy_app(work: str, name: str, variant: str) -> str:
     path = os.path.join(dst, "server.js")
     with open(path) as f:
         text = f.read()
+    if variant == "unchanged":
+        text = UNCHANGED
     for old, new in VARIANTS[variant]:
         if text.count(old) != 1:
             raise BenchError(f"--app {variant}: server.js has changed, {old.strip()!r} "
@@ -434,10 +452,10 @@ def run_baseline(procs: Procs, args, work: str, binary: str) -> dict:
 
 
 STOPPING = re.compile(r"^supervise \| web\.\d+ \(old instance, pid (\d+)\) stopping", re.M)
-EXITED = re.compile(r"^supervise \| web\.\d+ \(old instance, pid (\d+)\) exited with (.*)$",
-                    re.M)
+EXITED = re.compile(r"^supervise \| web\.\d+ \(old instance, pid (\d+)\) "
+                    r"(?:exited with|killed by) (.*)$", re.M)
 RELOADED = re.compile(r"^supervise \| reloaded .*rolling update", re.M)
-LISTENING = re.compile(r"^web\.\d+\s+\| listening on fd 3", re.M)
+LISTENING = re.compile(r"^web\.\d+\s+\| listening on (?:fd 3|port \d+)", re.M)
 WORRYING = re.compile(r"(?i)error|fail|timed out|not ready|SIGKILL|killed|refus|crash")
 
 
@@ -460,12 +478,16 @@ def run_supervise(procs: Procs, args, work: str, binary: str) -> dict:
     with open(eco) as f:
         text = f.read()
     text = text.replace("tcp://0.0.0.0:3000", f"tcp://0.0.0.0:{args.port}")
+    text, n = re.subn(r"(?m)^instances = \d+", f"instances = {INSTANCES}", text)
+    if n != 1:
+        raise BenchError(f"no `instances = N` line in {eco}")
     with open(eco, "w") as f:
         f.write(text)
     out = os.path.join(work, "supervise.out")
     sup = procs.popen([binary, eco], cwd=app, stdin=subprocess.DEVNULL,
                       stdout=open(out, "w"), stderr=subprocess.STDOUT,
-                      env=node_env(SUPERVISE_SOCKET=os.path.join(work, "supervise.sock")))
+                      env=node_env(SUPERVISE_SOCKET=os.path.join(work, "supervise.sock"),
+                                   PORT=str(args.port)))
 
     def text_now() -> str:
         with open(out, errors="replace") as f:
@@ -506,8 +528,11 @@ def run_supervise(procs: Procs, args, work: str, binary: str) -> dict:
     res["reloaded_lines"] = len(RELOADED.findall(final))
     exits = EXITED.findall(final)
     res["old_exits"] = exits
+    # The unchanged app has no handler: drained by the adapter, it dies of SIGTERM.
+    expected_end = re.compile(r"\(old instance, pid \d+\) killed by signal SIGTERM after")
     res["worrying"] = [line for line in final.splitlines()
-                       if line.startswith("supervise |") and WORRYING.search(line)]
+                       if line.startswith("supervise |") and WORRYING.search(line)
+                       and not (args.app == "unchanged" and expected_end.search(line))]
     procs.stop(sup)
     return res
 
@@ -678,7 +703,9 @@ def report_load(args, load: str, res: dict) -> list[str]:
                              f"{', '.join(sorted(versions))}; expected only {final}.**")
             if k == "supervise":
                 codes = [c for _, c in r["old_exits"]]
-                unclean = [c for c in codes if not c.startswith("code 0")]
+                # The unchanged app has no handler: drained by the adapter, it dies of SIGTERM.
+                clean = "signal SIGTERM" if args.app == "unchanged" else "code 0"
+                unclean = [c for c in codes if not c.startswith(clean)]
                 if r["reloaded_lines"] != args.reloads or len(codes) != args.reloads * INSTANCES \
                         or unclean:
                     notes.append(f"**supervise, round {i + 1}: {r['reloaded_lines']} reloads "
@@ -706,6 +733,9 @@ def report(args, command: str, res: dict, errors: list[str], loadavg: tuple[str,
         "close": " **changed to stop with `server.close()`** (which closes idle keep-alive "
                  "connections at once)",
         "linger": " **changed to wait 1 s after draining before it exits**",
+        "unchanged": " **replaced by the app as written for PM2** (`listen(PORT)` itself, "
+                     "no `LISTEN_FDS` code, no signal handler; supervise's Node listen adapter "
+                     "shares the socket and drains it)",
     }[args.app]
     built = ("" if not (args.no_build or args.supervise) else
              f"supervise binary {args.binary} (not built by this run, so maybe not of this "
@@ -777,6 +807,7 @@ def loadavg() -> str:
 
 
 def main() -> int:
+    global INSTANCES
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--load", choices=["wrk", "python", "both"], default="wrk",
                     help="load generator: wrk (default, keep-alive), the built-in Python "
@@ -796,9 +827,13 @@ def main() -> int:
     ap.add_argument("--tail", type=float, default=2,
                     help="seconds of load after the last reload, at least (2)")
     ap.add_argument("--port", type=int, default=3000, help="port on 127.0.0.1 (3000)")
+    ap.add_argument("--instances", type=int, default=INSTANCES,
+                    help=f"instances under each supervisor ({INSTANCES}; PM2's -i)")
     ap.add_argument("--app", choices=list(VARIANTS), default="graceful",
                     help="the example's server.js as is (graceful), or changed to stop with "
-                         "http.Server.close() (close), or to wait 1 s before exiting (linger)")
+                         "http.Server.close() (close), or to wait 1 s before exiting (linger), "
+                         "or the app as written for PM2: listen(PORT), no signal handler "
+                         "(unchanged)")
     ap.add_argument("--only", default="baseline,supervise,pm2",
                     help="comma-separated runs (default baseline,supervise,pm2)")
     ap.add_argument("--no-build", action="store_true", help="skip cargo build --release")
@@ -807,6 +842,7 @@ def main() -> int:
                     help="where to write the Markdown ('' = nowhere)")
     ap.add_argument("--load-worker", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    INSTANCES = args.instances
     if args.load_worker:
         port, duration, conns = args.load_worker
         load_worker(int(port), float(duration), int(conns))
