@@ -9,7 +9,7 @@ HTTP server with a literal port, no LISTEN_FDS code, no signal handler, that cal
 `process.exit(1)` after each answer. It runs as 3 instances of `node app.js` sharing one
 `listen` address (the Node listen adapter makes `listen(PORT)` take the shared socket),
 `max_restarts = 0` (never give up) and `min_uptime = "0s"` (a run is never "too short", so
-the 100 ms restart delay does not grow), while one client makes requests one after the
+it is not a crash loop: the restart is immediate, no backoff), while one client makes requests one after the
 other, each on a new connection, each allowed 5 s. Then the same with
 `listen_adapter = false`: what the app gets without the adapter.
 

@@ -208,7 +208,7 @@ impl Preload {
             self.written = None;
         }
         if self.written.is_none() {
-            match write_module(&runtime_base()) {
+            match write_module_somewhere() {
                 Ok(w) => {
                     self.written = Some(w);
                     self.failed = false;
@@ -246,22 +246,31 @@ impl Preload {
     }
 }
 
-/// A folder every user can traverse when supervise is root (apps may run as another
-/// `user`): /run, else the temp dir. Otherwise $XDG_RUNTIME_DIR, else the temp dir.
-fn runtime_base() -> PathBuf {
-    let euid = nix::unistd::geteuid();
-    let candidates: Vec<PathBuf> = if euid.is_root() {
-        vec![PathBuf::from("/run")]
-    } else {
-        std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .into_iter()
-            .collect()
-    };
-    candidates
-        .into_iter()
-        .find(|p| p.is_absolute() && p.is_dir())
-        .unwrap_or_else(std::env::temp_dir)
+/// Where the module may go, best first. As root, a folder every user can traverse (apps
+/// may run as another `user`): /run. Otherwise $XDG_RUNTIME_DIR. Then the temp dir (a
+/// container's /run may be missing or read-only).
+fn runtime_bases() -> Vec<PathBuf> {
+    let mut bases = Vec::new();
+    if nix::unistd::geteuid().is_root() {
+        bases.push(PathBuf::from("/run"));
+    } else if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
+        bases.push(PathBuf::from(dir));
+    }
+    bases.retain(|p| p.is_absolute() && p.is_dir());
+    bases.push(std::env::temp_dir());
+    bases
+}
+
+/// [`write_module`] in the first base that takes it; the last base's error otherwise.
+fn write_module_somewhere() -> io::Result<Written> {
+    let mut last = io::Error::other("no folder to write to");
+    for base in runtime_bases() {
+        match write_module(&base) {
+            Ok(written) => return Ok(written),
+            Err(e) => last = io::Error::new(e.kind(), format!("{}: {e}", base.display())),
+        }
+    }
+    Err(last)
 }
 
 /// A new directory (never an existing one: the name is created exclusively, so nothing

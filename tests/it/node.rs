@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -157,8 +158,13 @@ fn an_unchanged_app_runs_3_instances_on_one_port_and_restarts_behind_the_backlog
     let mut h = Harness::new();
     let port = free_port();
     h.write_file("app.js", &unchanged_app(port));
-    // restart_delay: the successors start well after the requests below were queued.
-    let eco = config(port, 3, "restart_delay = \"1s\"\nmax_restarts = 0\n");
+    // Every run counts as a crash (min_uptime), so a restart waits restart_delay: the
+    // successors start well after the requests below were queued.
+    let eco = config(
+        port,
+        3,
+        "restart_delay = \"1s\"\nmin_uptime = \"1h\"\nmax_restarts = 0\n",
+    );
     let path = h.write_config("ecosystem.toml", &eco);
     h.start(&path);
     h.wait_for(|| started(&h).len() == 3, LONG);
@@ -364,4 +370,38 @@ fn raw_get(port: u16, path: &str) -> String {
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     body.to_string()
+}
+
+#[test]
+fn instances_running_as_another_user_read_the_adapter() {
+    if node_or_skip("the user = \"nobody\" adapter test").is_none() {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("note: not root, skipping the user = \"nobody\" adapter test");
+        return;
+    }
+    let mut h = Harness::new();
+    // Let nobody read app.js (the test directory is 0700).
+    std::fs::set_permissions(h.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = free_port();
+    h.write_file("app.js", &unchanged_app(port));
+    let path = h.write_config("ecosystem.toml", &config(port, 2, "user = \"nobody\"\n"));
+    h.start(&path);
+    h.wait_for(|| started(&h).len() == 2, LONG);
+    let pids = started(&h);
+    wait_listening(&h, &pids);
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + LONG;
+    while seen.len() < 2 {
+        seen.insert(Client::new(port).get().expect("a request"));
+        assert!(
+            Instant::now() < deadline,
+            "only {seen:?} of {pids:?} answered"
+        );
+    }
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(status.contains("\nUid:\t65534\t"), "{status}");
+    }
 }
