@@ -1,10 +1,20 @@
-//! The event loop: the one owner of runtime state.
+//! The event loop: the one owner of runtime state. It decides nothing itself.
 //!
 //! One thread polls a single `mio::Poll` for signals (SIGCHLD included, through
-//! signal-hook's self-pipe), the instances' pipes and the output writer's waker. Every
-//! turn goes the same way: translate what happened into facts (`state`), ask `plan` what
-//! to do, `perform` it, and sleep until the next event or the earliest deadline the plan
-//! named. When nothing is due, the poll has no timeout: an idle supervise never wakes.
+//! signal-hook's self-pipe), the instances' pipes, the notify socket, the control socket
+//! and the wakers of the writer, the watcher and the prober. Every turn goes the same
+//! way: translate what happened into facts (`state::observe`), ask `plan` what to do,
+//! `perform` it (each effect recorded as a fact again), and sleep until the next event or
+//! the one wake-up time: the plan's next deadline, or an exec probe's timeout. When
+//! nothing is due, the poll has no timeout: an idle supervise never wakes.
+//!
+//! A child's exit to its respawn: `exits::reap` -> `Fact::Exited` -> `plan::plan` says
+//! `Action::Spawn` (now, or at the backoff deadline) -> `perform::spawn`.
+//!
+//! The files, one concern each: `exits` (reaping, group leftovers, the final sweep),
+//! `perform` (actions), `launch` (what a child gets), `checks` (probes), `notify`
+//! (sd_notify), `reload` (the file read again), `control` (the control socket's
+//! requests), `pipes` and `sinks` (instance output), `logfiles` (`log_dir`).
 
 /// The destinations of instance lines, borrowed from the runtime's fields so that the
 /// pipes (another field) can be driven at the same time.
@@ -26,8 +36,9 @@ macro_rules! sinks {
 mod checks;
 mod control;
 mod exits;
-mod guards;
 mod launch;
+mod logfiles;
+mod notify;
 mod perform;
 mod pipes;
 mod reload;
@@ -141,7 +152,7 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
         }
     };
     server.register(poll.registry(), CONTROL, FIRST_CLIENT)?;
-    let files = match guards::start_files(&ecosystem.settings, &waker) {
+    let files = match logfiles::start_files(&ecosystem.settings, &waker) {
         Ok(files) => files,
         Err(e) => {
             eprintln!("supervise: {e}");
