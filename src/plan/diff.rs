@@ -34,7 +34,6 @@ enum Shaping<'a> {
 }
 
 /// The policy fields, borrowed: applied in place to running instances.
-#[derive(PartialEq)]
 struct Policy<'a> {
     restart: RestartPolicy,
     restart_delay: Duration,
@@ -156,8 +155,8 @@ pub struct AppChange {
     pub replaced: Vec<&'static str>,
     /// `instances` went from .. to ..
     pub scaled: Option<(u32, u32)>,
-    /// Some policy field differs (restart, delays, stop_signal, ...).
-    pub policy: bool,
+    /// Policy fields that differ (restart, delays, stop_signal, ...): applied in place.
+    pub policy: Vec<&'static str>,
 }
 
 impl AppChange {
@@ -178,8 +177,42 @@ pub fn diff(old: &AppSpec, new: &AppSpec) -> AppChange {
     AppChange {
         replaced,
         scaled: (old.instances != new.instances).then_some((old.instances, new.instances)),
-        policy: old.policy != new.policy,
+        policy: policy_changes(&old.policy, &new.policy),
     }
+}
+
+/// The names of the policy fields that differ. The pattern names every field of
+/// `Policy` (no `..`), so a field added there must be compared here too.
+fn policy_changes(old: &Policy, new: &Policy) -> Vec<&'static str> {
+    macro_rules! changed {
+        ($($field:ident),* $(,)?) => {{
+            let Policy { $($field: _),* } = old;
+            let mut names = Vec::new();
+            $(if old.$field != new.$field {
+                names.push(stringify!($field));
+            })*
+            names
+        }};
+    }
+    changed!(
+        restart,
+        restart_delay,
+        backoff_max,
+        min_uptime,
+        max_restarts,
+        stop_signal,
+        stop_timeout,
+        ready,
+        ready_timeout,
+        health,
+        watchdog,
+        depends_on,
+        max_memory,
+        watch,
+        ignore,
+        update,
+        instances_max,
+    )
 }
 
 #[cfg(test)]
@@ -251,7 +284,7 @@ mod tests {
                 "restart",
                 Box::new(|s| s.restart = RestartPolicy::Never),
                 AppChange {
-                    policy: true,
+                    policy: vec!["restart"],
                     ..Default::default()
                 },
             ),
@@ -259,7 +292,7 @@ mod tests {
                 "delays",
                 Box::new(|s| s.restart_delay = Duration::from_secs(3)),
                 AppChange {
-                    policy: true,
+                    policy: vec!["restart_delay"],
                     ..Default::default()
                 },
             ),
@@ -267,7 +300,7 @@ mod tests {
                 "update",
                 Box::new(|s| s.update = UpdateStrategy::Recreate),
                 AppChange {
-                    policy: true,
+                    policy: vec!["update"],
                     ..Default::default()
                 },
             ),
@@ -275,7 +308,7 @@ mod tests {
                 "max_memory",
                 Box::new(|s| s.max_memory = Some(1 << 20)),
                 AppChange {
-                    policy: true,
+                    policy: vec!["max_memory"],
                     ..Default::default()
                 },
             ),
@@ -291,7 +324,7 @@ mod tests {
                 "stop_timeout",
                 Box::new(|s| s.stop_timeout = Duration::from_secs(1)),
                 AppChange {
-                    policy: true,
+                    policy: vec!["stop_timeout"],
                     ..Default::default()
                 },
             ),
@@ -321,6 +354,6 @@ mod tests {
         let c = diff(&old, &new);
         assert_eq!(c.replaced, vec!["env"]);
         assert_eq!(c.scaled, Some((1, 3)));
-        assert!(c.policy);
+        assert_eq!(c.policy, vec!["max_restarts"]);
     }
 }

@@ -14,6 +14,7 @@ pub mod checks;
 pub mod commands;
 pub mod diff;
 pub mod order;
+pub mod preview;
 pub mod reload;
 
 pub use crate::state::Purpose;

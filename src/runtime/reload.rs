@@ -73,7 +73,7 @@ pub fn describe_changes(old: &Ecosystem, new: &Ecosystem) -> String {
         if let Some((from, to)) = change.scaled {
             parts.push(format!("{} scaled {from} -> {to}", app.name));
         }
-        if change.policy {
+        if !change.policy.is_empty() {
             parts.push(format!("{} policy updated in place", app.name));
         }
     }
@@ -102,6 +102,15 @@ impl Runtime {
         }
     }
 
+    /// A version of the file, read and checked as a reload reads it (the addresses
+    /// supervise already listens on count as free), without applying anything.
+    pub(super) fn read_version(&self, path: &Path) -> Result<Ecosystem, config::ConfigErrors> {
+        let sockets = &self.sockets;
+        let can_bind =
+            |addr: &crate::config::ListenAddr| crate::os::sockets::can_bind(addr, Some(sockets));
+        config::load_checked(path, Some(&can_bind))
+    }
+
     /// SIGHUP: the same reload, at once.
     pub(super) fn reload_now(&mut self) {
         self.output.event("received SIGHUP, reloading");
@@ -124,10 +133,7 @@ impl Runtime {
             return;
         }
         self.reload.fingerprint = seen;
-        let sockets = &self.sockets;
-        let can_bind =
-            |addr: &crate::config::ListenAddr| crate::os::sockets::can_bind(addr, Some(sockets));
-        let loaded = config::load_checked(&path, Some(&can_bind)).and_then(|eco| {
+        let loaded = self.read_version(&path).and_then(|eco| {
             // Bind what the new version adds (all or nothing) before touching anything.
             match self.sockets.sync(&super::listen_addrs(&eco)) {
                 Ok(()) => Ok(eco),
