@@ -66,6 +66,12 @@ pub enum Command {
     Stop { target: Target },
     /// Start what `stop` held, or what errored or finished.
     Start { target: Target },
+    /// Show what applying CONFIG would change, app by app, without applying it
+    /// (default: the running file as it is on disk now); exit 1 with located errors.
+    Diff {
+        /// The ecosystem file to compare with what runs.
+        config: Option<PathBuf>,
+    },
     /// A full-screen live view: instances, cpu and memory history, last lines; keys to
     /// restart, reload, stop and start.
     Top,

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Some(Command::Signal { signal, target }) => {
             command(socket, Request::Signal { signal, target })
         }
+        Some(Command::Diff { config }) => diff(socket, config),
         Some(Command::Top) => top(socket),
     }
 }
@@ -215,6 +216,51 @@ fn top(socket: Option<&Path>) -> ExitCode {
         Ok(status) => ExitCode::from(status),
         Err(why) => {
             eprintln!("supervise: {why}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `supervise diff [CONFIG]`: the running supervisor compares; a relative CONFIG is
+/// resolved here, where the user typed it.
+fn diff(socket: Option<&Path>, config: Option<PathBuf>) -> ExitCode {
+    let config = match config.as_deref().map(std::path::absolute).transpose() {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("supervise: {}: {e}", config.unwrap_or_default().display());
+            return ExitCode::from(1);
+        }
+    };
+    let config = match config.as_deref().map(|p| p.to_str().ok_or(p)).transpose() {
+        Ok(path) => path.map(str::to_string),
+        Err(p) => {
+            eprintln!("supervise: {}: the path is not UTF-8", p.display());
+            return ExitCode::from(1);
+        }
+    };
+    match client::request(
+        &client_socket(socket),
+        Request::Diff { config },
+        STATUS_TIMEOUT,
+    ) {
+        Ok(response) if response.ok => {
+            for line in response.diff {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        // Located errors, printed as `check` prints them.
+        Ok(response) => {
+            eprintln!(
+                "{}",
+                response
+                    .error
+                    .unwrap_or_else(|| "the request failed".into())
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("supervise: {e}");
             ExitCode::from(1)
         }
     }

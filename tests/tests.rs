@@ -12,6 +12,8 @@ mod cluster;
 mod control;
 #[path = "it/control_pressure.rs"]
 mod control_pressure;
+#[path = "it/diff.rs"]
+mod diff;
 #[path = "it/docs.rs"]
 mod docs;
 #[path = "it/guards.rs"]

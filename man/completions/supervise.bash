@@ -19,6 +19,9 @@ _supervise() {
             supervise,check)
                 cmd="supervise__subcmd__check"
                 ;;
+            supervise,diff)
+                cmd="supervise__subcmd__diff"
+                ;;
             supervise,logs)
                 cmd="supervise__subcmd__logs"
                 ;;
@@ -50,7 +53,7 @@ _supervise() {
 
     case "${cmd}" in
         supervise)
-            opts="-h -V --socket --help --version check status logs restart reload stop start top signal"
+            opts="-h -V --socket --help --version check status logs restart reload stop start diff top signal"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -68,6 +71,24 @@ _supervise() {
             return 0
             ;;
         supervise__subcmd__check)
+            opts="-h --socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        supervise__subcmd__diff)
             opts="-h --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -34,6 +34,7 @@ complete -c supervise -n "__fish_supervise_needs_command" -a "restart" -d 'Stop 
 complete -c supervise -n "__fish_supervise_needs_command" -a "reload" -d 'Replace instances one at a time, each new one ready before the old one stops'
 complete -c supervise -n "__fish_supervise_needs_command" -a "stop" -d 'Stop and hold stopped until `supervise start`'
 complete -c supervise -n "__fish_supervise_needs_command" -a "start" -d 'Start what `stop` held, or what errored or finished'
+complete -c supervise -n "__fish_supervise_needs_command" -a "diff" -d 'Show what applying CONFIG would change, app by app, without applying it (default: the running file as it is on disk now); exit 1 with located errors'
 complete -c supervise -n "__fish_supervise_needs_command" -a "top" -d 'A full-screen live view: instances, cpu and memory history, last lines; keys to restart, reload, stop and start'
 complete -c supervise -n "__fish_supervise_needs_command" -a "signal" -d 'Send a signal to the target\'s process groups, e.g. `supervise signal SIGUSR1 web`'
 complete -c supervise -n "__fish_supervise_using_subcommand check" -l socket -d 'The control socket (default: $SUPERVISE_SOCKET, settings.socket, $XDG_RUNTIME_DIR/supervise.sock, /run/supervise.sock for root, /tmp/supervise-UID.sock)' -r -F
@@ -53,6 +54,8 @@ complete -c supervise -n "__fish_supervise_using_subcommand stop" -l socket -d '
 complete -c supervise -n "__fish_supervise_using_subcommand stop" -s h -l help -d 'Print help'
 complete -c supervise -n "__fish_supervise_using_subcommand start" -l socket -d 'The control socket (default: $SUPERVISE_SOCKET, settings.socket, $XDG_RUNTIME_DIR/supervise.sock, /run/supervise.sock for root, /tmp/supervise-UID.sock)' -r -F
 complete -c supervise -n "__fish_supervise_using_subcommand start" -s h -l help -d 'Print help'
+complete -c supervise -n "__fish_supervise_using_subcommand diff" -l socket -d 'The control socket (default: $SUPERVISE_SOCKET, settings.socket, $XDG_RUNTIME_DIR/supervise.sock, /run/supervise.sock for root, /tmp/supervise-UID.sock)' -r -F
+complete -c supervise -n "__fish_supervise_using_subcommand diff" -s h -l help -d 'Print help'
 complete -c supervise -n "__fish_supervise_using_subcommand top" -l socket -d 'The control socket (default: $SUPERVISE_SOCKET, settings.socket, $XDG_RUNTIME_DIR/supervise.sock, /run/supervise.sock for root, /tmp/supervise-UID.sock)' -r -F
 complete -c supervise -n "__fish_supervise_using_subcommand top" -s h -l help -d 'Print help'
 complete -c supervise -n "__fish_supervise_using_subcommand signal" -l socket -d 'The control socket (default: $SUPERVISE_SOCKET, settings.socket, $XDG_RUNTIME_DIR/supervise.sock, /run/supervise.sock for root, /tmp/supervise-UID.sock)' -r -F

@@ -55,6 +55,12 @@ pub enum Request {
         signal: SignalName,
         target: Target,
     },
+    /// What applying this file (absolute path; default: the running one, as it is on
+    /// disk now) would change, without applying it.
+    Diff {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config: Option<String>,
+    },
 }
 
 impl Request {
@@ -68,13 +74,14 @@ impl Request {
             Request::Stop { .. } => "stop",
             Request::Start { .. } => "start",
             Request::Signal { .. } => "signal",
+            Request::Diff { .. } => "diff",
         }
     }
 
     /// The target, for the commands that have one.
     pub fn target(&self) -> Option<&Target> {
         match self {
-            Request::Status => None,
+            Request::Status | Request::Diff { .. } => None,
             Request::Logs { target, .. }
             | Request::Restart { target }
             | Request::Reload { target }
@@ -257,7 +264,8 @@ impl fmt::Display for Target {
 }
 
 /// The answer to one request. `ok: false` comes with `error`; `message` is a human
-/// summary ("restarted web.0, web.1"); `status` answers `status`; `lines` answers `logs`.
+/// summary ("restarted web.0, web.1"); `status` answers `status`; `lines` answers `logs`;
+/// `diff` answers `diff`, one line per app.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Response {
     pub ok: bool,
@@ -269,6 +277,8 @@ pub struct Response {
     pub status: Option<StatusReport>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<LogLine>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<String>,
 }
 
 impl Response {
@@ -391,6 +401,10 @@ mod tests {
                 signal: SignalName::parse("SIGUSR1").unwrap(),
                 target: t("worker"),
             },
+            Request::Diff { config: None },
+            Request::Diff {
+                config: Some("/srv/next.toml".into()),
+            },
         ]
     }
 
@@ -427,6 +441,10 @@ mod tests {
             })
         );
         assert_eq!(Response::ok().to_line(), "{\"ok\":true}\n");
+        assert_eq!(
+            Request::Diff { config: None }.to_line(),
+            "{\"v\":1,\"cmd\":\"diff\"}\n"
+        );
         assert_eq!(
             Response::error("nope").to_line(),
             "{\"ok\":false,\"error\":\"nope\"}\n"
@@ -471,6 +489,7 @@ mod tests {
                 stream: "stdout".into(),
                 line: "hello \"x\"\n".into(),
             }],
+            diff: vec!["web: scale 2 -> 5".into(), "cron: added".into()],
         };
         let line = r.to_line();
         assert_eq!(line.matches('\n').count(), 1);

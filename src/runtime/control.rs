@@ -4,6 +4,7 @@
 //! back to the client then.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Token;
@@ -14,7 +15,7 @@ use crate::control::protocol::{
 };
 use crate::control::server::{ClientId, ControlServer, ServerEvent};
 use crate::os;
-use crate::plan::commands;
+use crate::plan::{commands, preview};
 use crate::state::{state_of, Command, ExitStatus, Fact, Instance, InstanceId, Verb, Who};
 
 #[derive(Default)]
@@ -200,6 +201,11 @@ impl Runtime {
                 self.reply(client, response);
                 return;
             }
+            Request::Diff { config } => {
+                let response = self.diff(config.map(PathBuf::from));
+                self.reply(client, response);
+                return;
+            }
             Request::Restart { ref target }
             | Request::Reload { ref target }
             | Request::Stop { ref target }
@@ -235,6 +241,20 @@ impl Runtime {
             since: now,
         };
         self.record(Fact::Command(command));
+    }
+
+    /// `supervise diff`: what applying `path` (default: the running file as it is on
+    /// disk now) would change, from the plan's own diff; nothing is applied.
+    fn diff(&self, path: Option<PathBuf>) -> Response {
+        let path = path.unwrap_or_else(|| self.desired.eco.path.clone());
+        match self.read_version(&path) {
+            Ok(eco) => Response {
+                ok: true,
+                diff: preview::preview(&self.desired.eco, &eco),
+                ..Default::default()
+            },
+            Err(errors) => Response::error(errors.to_string()),
+        }
     }
 
     fn signal_target(&mut self, SignalName(signal): SignalName, target: &Target) -> Response {
