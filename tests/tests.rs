@@ -26,6 +26,8 @@ mod log_pressure;
 mod logs;
 #[path = "it/node.rs"]
 mod node;
+#[path = "it/os_edges.rs"]
+mod os_edges;
 #[path = "it/per_instance.rs"]
 mod per_instance;
 #[path = "it/pid1.rs"]

@@ -10,6 +10,7 @@ pub use model::*;
 mod describe;
 mod envfile;
 mod error;
+pub mod file;
 mod hints;
 mod node;
 pub mod per_instance;
@@ -49,7 +50,7 @@ pub fn load(path: &Path) -> Result<Ecosystem, ConfigErrors> {
 /// [`load`], also checking that every `listen` address can be bound (`check`, start,
 /// and reloads, where addresses supervise already holds count as bindable).
 pub fn load_checked(path: &Path, can_bind: Option<BindCheck>) -> Result<Ecosystem, ConfigErrors> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = file::read_bounded(path, file::MAX_ECOSYSTEM_BYTES).map_err(|e| {
         ConfigErrors::whole_file(
             path,
             "",

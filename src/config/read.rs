@@ -36,30 +36,41 @@ pub(crate) fn elem(parent: &str, i: usize) -> String {
     format!("{parent}[{i}]")
 }
 
-/// Levenshtein distance, for "did you mean".
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
+/// Levenshtein distance over bytes, for "did you mean": two rows, reused (`rows`).
+fn distance(a: &[u8], b: &[u8], rows: &mut (Vec<usize>, Vec<usize>)) -> usize {
+    let (prev, cur) = rows;
+    prev.clear();
+    prev.extend(0..=b.len());
+    for (i, ca) in a.iter().enumerate() {
+        cur.clear();
+        cur.push(i + 1);
         for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
+            let sub = prev[j] + usize::from(ca != cb);
             cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
         }
-        prev = cur;
+        std::mem::swap(prev, cur);
     }
     prev[b.len()]
 }
 
-/// The closest known word, when it is close enough to be a likely typo.
+/// The closest known word, when it is close enough to be a likely typo. A known word
+/// whose length differs by more than the distance allowed is skipped without
+/// computing anything, so a huge word or a long list stays cheap.
 pub(crate) fn suggest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
     let lower = word.to_ascii_lowercase();
+    let mut rows = (Vec::new(), Vec::new());
     known
         .iter()
-        .map(|k| (distance(&lower, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3) && *d < k.len())
+        .filter(|k| lower.len().abs_diff(k.len()) <= allowed(k))
+        .map(|k| (distance(lower.as_bytes(), k.as_bytes(), &mut rows), *k))
+        .filter(|(d, k)| *d <= allowed(k) && *d < k.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
+}
+
+/// How far a word may be from `known` to be suggested as it.
+fn allowed(known: &str) -> usize {
+    2.max(known.len() / 3)
 }
 
 /// The message for an unknown key.

@@ -205,7 +205,7 @@ pub(crate) fn env_file(
     path: &str,
 ) -> Option<(PathBuf, BTreeMap<String, String>)> {
     let file = ctx.path(node, path, &ctx.base.clone())?;
-    let text = match std::fs::read(&file) {
+    let text = match super::file::read_bounded(&file, super::file::MAX_ENV_FILE_BYTES) {
         Ok(bytes) => bytes,
         Err(e) => {
             ctx.error(

@@ -47,13 +47,20 @@ fn dep_path(app: &str, i: usize) -> String {
     elem(&join(&join("apps", app), "depends_on"), i)
 }
 
+/// How many unknown `depends_on` names get a "did you mean" (a search over all names).
+const DEPENDENCY_HINTS: usize = 16;
+
 fn dependencies(ctx: &mut Ctx, drafts: &[Draft]) {
     let index: HashMap<&str, usize> = drafts
         .iter()
         .enumerate()
         .map(|(i, d)| (d.spec.name.as_str(), i))
         .collect();
-    // Edges to known apps only; unknown names are reported here.
+    // Edges to known apps only; unknown names are reported here. Each "did you mean"
+    // searches every name: only the first few unknown names get one, so a file with
+    // thousands of them costs linear time (a reload runs on the loop).
+    let names: Vec<&str> = drafts.iter().map(|d| d.spec.name.as_str()).collect();
+    let mut hints_left = DEPENDENCY_HINTS;
     let mut edges: Vec<Vec<(usize, usize, Pos)>> = Vec::new();
     for d in drafts {
         let mut out = Vec::new();
@@ -61,8 +68,11 @@ fn dependencies(ctx: &mut Ctx, drafts: &[Draft]) {
             match index.get(dep.as_str()) {
                 Some(&to) => out.push((to, i, *pos)),
                 None => {
-                    let names: Vec<&str> = drafts.iter().map(|d| d.spec.name.as_str()).collect();
-                    let hint = match super::read::suggest(dep, &names) {
+                    let searched = (hints_left > 0).then(|| {
+                        hints_left -= 1;
+                        super::read::suggest(dep, &names)
+                    });
+                    let hint = match searched.flatten() {
                         Some(s) => format!("; did you mean `{s}`?"),
                         None => String::new(),
                     };

@@ -38,13 +38,17 @@ fn env_files(eco: &Ecosystem) -> impl Iterator<Item = &Path> {
 }
 
 /// A hash of the file's bytes and of every env_file's bytes (an unreadable file counts
-/// as its error, so it still differs from any content).
+/// as its error, so it still differs from any content). Read bounded and never from a
+/// FIFO or device, as the loader does: this runs on the loop.
 fn fingerprint<'a>(path: &'a Path, env_files: impl Iterator<Item = &'a Path>) -> u64 {
+    use config::file::{read_bounded, MAX_ECOSYSTEM_BYTES, MAX_ENV_FILE_BYTES};
     let mut h = DefaultHasher::new();
-    for p in std::iter::once(path).chain(env_files) {
-        match std::fs::read(p) {
+    let files = std::iter::once((path, MAX_ECOSYSTEM_BYTES))
+        .chain(env_files.map(|p| (p, MAX_ENV_FILE_BYTES)));
+    for (p, limit) in files {
+        match read_bounded(p, limit) {
             Ok(bytes) => bytes.hash(&mut h),
-            Err(e) => e.kind().to_string().hash(&mut h),
+            Err(e) => e.to_string().hash(&mut h),
         }
     }
     h.finish()
