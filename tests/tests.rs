@@ -40,6 +40,8 @@ mod restart;
 mod rollout;
 #[path = "it/run.rs"]
 mod run;
+#[path = "it/schedule.rs"]
+mod schedule;
 #[path = "it/shutdown.rs"]
 mod shutdown;
 #[path = "it/static_binary.rs"]

@@ -28,7 +28,6 @@ const HINTS: &[(&str, &str)] = &[
     ("time", "set `log_timestamps = true` in [settings]"),
     ("env_production", "there are no env_* variants: put the values in `env` or in an `env_file`, one ecosystem file per environment"),
     ("env_development", "there are no env_* variants: put the values in `env` or in an `env_file`, one ecosystem file per environment"),
-    ("cron_restart", "there is no cron restart yet: run `supervise restart APP` from cron or a systemd timer"),
     ("uid", "use `user` (a name or a number)"),
     ("gid", "use `group` (a name or a number)"),
     ("name", "the app's name is its table key: [apps.NAME] in TOML, apps: NAME: in YAML"),
@@ -111,10 +110,6 @@ mod tests {
             (
                 "env_production = { A = \"1\" }",
                 "there are no env_* variants",
-            ),
-            (
-                "cron_restart = \"0 * * * *\"",
-                "there is no cron restart yet",
             ),
             ("stop_grace_period = \"5s\"", "use `stop_timeout`"),
         ];

@@ -17,6 +17,7 @@ pub mod per_instance;
 pub mod placeholders;
 mod read;
 mod resolve;
+pub mod schedule;
 mod schema;
 mod structured;
 #[cfg(test)]

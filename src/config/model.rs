@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+pub use super::schedule::CronTimes;
+
 /// A whole ecosystem file, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ecosystem {
@@ -173,6 +175,10 @@ pub struct AppSpec {
     pub update: UpdateStrategy,
     /// `port = 3000`: instance N gets `PORT` and `{port}` = 3000 + N.
     pub port: Option<u16>,
+    /// A job: its instances run at these times instead of at start-up.
+    pub schedule: Option<CronTimes>,
+    /// A rolling restart at these times (PM2's `cron_restart`).
+    pub cron_restart: Option<CronTimes>,
 }
 
 impl AppSpec {
@@ -214,6 +220,8 @@ impl AppSpec {
             ignore: Vec::new(),
             update: UpdateStrategy::Rolling,
             port: None,
+            schedule: None,
+            cron_restart: None,
         }
     }
 }

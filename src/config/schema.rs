@@ -9,6 +9,7 @@ use super::node::{Entry, Node};
 use super::per_instance;
 use super::read::{elem, join, Ctx};
 use super::resolve;
+use super::schedule::CronTimes;
 use super::structured;
 
 pub(crate) const TOP_KEYS: &[&str] = &["settings", "apps"];
@@ -55,6 +56,8 @@ pub(crate) const APP_KEYS: &[&str] = &[
     "ignore",
     "update",
     "port",
+    "schedule",
+    "cron_restart",
 ];
 
 /// At most this many instances per app (SPEC).
@@ -395,6 +398,29 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
             }
         }
         spec.ignore = list.into_iter().map(|(s, _)| s).collect();
+    }
+    for key in ["schedule", "cron_restart"] {
+        if let Some(v) = get(key) {
+            let p = join(&path, key);
+            let times = ctx.string(v, &p).and_then(|s| match CronTimes::parse(&s) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    ctx.error(v.pos, &p, why);
+                    None
+                }
+            });
+            match key {
+                "schedule" => spec.schedule = times,
+                _ => spec.cron_restart = times,
+            }
+        }
+    }
+    if let (Some(_), Some(v)) = (&spec.schedule, get("cron_restart")) {
+        ctx.error(
+            v.pos,
+            &join(&path, "cron_restart"),
+            "an app with `schedule` is a job that runs at its times; `cron_restart` is for long-running apps",
+        );
     }
     if let Some(v) = get("port") {
         spec.port = per_instance::port(ctx, v, &join(&path, "port"), spec.instances);

@@ -354,6 +354,9 @@ pub struct InstanceStatus {
     /// The sd_notify `STATUS=` text.
     #[serde(default)]
     pub status_text: Option<String>,
+    /// A job's (`schedule`) or `cron_restart` app's next time, local, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
 }
 
 /// One log line, in `logs` answers and streamed by `logs --follow`.
@@ -480,6 +483,7 @@ mod tests {
                     last_exit: Some("code 1".into()),
                     ready: true,
                     status_text: Some("serving".into()),
+                    next_run: Some("2026-11-30T07:00:00+00:00".into()),
                 }],
             }),
             lines: vec![LogLine {

@@ -87,13 +87,13 @@ impl Col {
             Col::LastExit => or_dash(i.last_exit.clone()),
             Col::Ready => if i.ready { "✓" } else { "-" }.to_string(),
             // Control characters would break the table (and the terminal).
-            Col::Status => i
-                .status_text
-                .as_deref()
-                .unwrap_or("")
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect(),
+            Col::Status => match (&i.status_text, &i.next_run) {
+                (None, Some(next)) => format!("next run {}", next.replace('T', " ")),
+                (text, _) => text.clone().unwrap_or_default(),
+            }
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
         }
     }
 

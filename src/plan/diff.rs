@@ -15,7 +15,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::config::{
-    AppSpec, CommandLine, HealthSpec, Limit, ListenAddr, ReadySpec, RestartPolicy, UpdateStrategy,
+    AppSpec, CommandLine, CronTimes, HealthSpec, Limit, ListenAddr, ReadySpec, RestartPolicy,
+    UpdateStrategy,
 };
 
 /// The value of one process-shaping field, borrowed from a spec.
@@ -52,6 +53,8 @@ struct Policy<'a> {
     ignore: &'a [String],
     update: UpdateStrategy,
     instances_max: bool,
+    schedule: Option<&'a CronTimes>,
+    cron_restart: Option<&'a CronTimes>,
 }
 
 /// One spec's fields by class: the process shape (by name), the count, the policy.
@@ -100,6 +103,8 @@ fn classes(spec: &AppSpec) -> Classes<'_> {
         watch,
         ignore,
         update,
+        schedule,
+        cron_restart,
     } = spec;
     Classes {
         shape: [
@@ -135,6 +140,8 @@ fn classes(spec: &AppSpec) -> Classes<'_> {
             ignore,
             update: *update,
             instances_max: *instances_max,
+            schedule: schedule.as_ref(),
+            cron_restart: cron_restart.as_ref(),
         },
     }
 }

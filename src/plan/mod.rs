@@ -16,6 +16,7 @@ pub mod diff;
 pub mod order;
 pub mod preview;
 pub mod reload;
+pub mod schedule;
 
 pub use crate::state::Purpose;
 
@@ -86,6 +87,15 @@ pub enum Action {
         asker: usize,
         result: Result<String, String>,
     },
+    /// Compute the app's next `schedule` / `cron_restart` time (from the wall clock).
+    ArmSchedule(String),
+    /// A job's time came: start a fresh run of its instances, or (`skip`) log that the
+    /// previous run is still going.
+    RunJob { app: String, skip: bool },
+    /// A `cron_restart` time came: roll the app's instances.
+    ScheduledRestart(String),
+    /// The app lost its schedule.
+    DropSchedule(String),
     /// Nothing is left to run: leave with this code.
     Exit(i32),
 }
@@ -119,6 +129,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now: Instant) -> Plan {
         return plan;
     }
     reload::plan_changes(desired, observed, now, &mut plan);
+    schedule::plan_schedules(desired, observed, now, &mut plan);
     checks::plan_memory(desired, observed, now, &mut plan);
     for i in order::start_order(&desired.eco) {
         plan_app(&desired.eco.apps[i], desired, observed, now, &mut plan);
@@ -142,6 +153,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now: Instant) -> Plan {
 fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant, plan: &mut Plan) {
     let deps_ready = dependencies_ready(app, desired, observed, now, plan);
     let generation = desired.generation(app);
+    let job = app.schedule.is_some();
     // One replacement at a time per app: wait while an outgoing instance still serves
     // for a successor that is not ready yet.
     let mut replacing = observed
@@ -157,12 +169,14 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
             continue;
         }
         let Some(inst) = observed.instances.get(&id) else {
-            if deps_ready {
+            // A job's instances start at its times (`plan_schedules`), not now.
+            if deps_ready && !job {
                 plan.actions.push(Action::Spawn(id));
             }
             continue;
         };
-        let outdated = inst.outdated || inst.generation != generation;
+        // A job's run is not replaced by a new version: the next run uses it.
+        let outdated = !job && (inst.outdated || inst.generation != generation);
         let ended = match &inst.phase {
             Phase::Running(run) => {
                 let stopping = checks::plan_checks(app, inst, desired, observed, now, plan);
@@ -366,7 +380,8 @@ fn finished(desired: &Desired, observed: &Observed) -> Option<i32> {
     }
     let mut all_ok = true;
     for app in &desired.eco.apps {
-        if app.instances == 0 {
+        // A job runs again at its next time; so does an empty app (scaled to 0).
+        if app.instances == 0 || app.schedule.is_some() {
             return None;
         }
         for index in 0..app.instances {

@@ -1,6 +1,7 @@
 //! Simulations of the reconcile loop: facts in, actions out, time as an argument.
 
 mod decisions;
+mod schedules;
 
 use super::*;
 use crate::config::{RestartPolicy, Settings};
@@ -48,6 +49,8 @@ struct Sim {
     /// Resident memory per process group, as `SampleMemory` would read it.
     memory: BTreeMap<i32, u64>,
     answers: Vec<(usize, Result<String, String>)>,
+    /// The wall clock, moving with `now` (schedules are computed from it).
+    wall: chrono::DateTime<chrono::Utc>,
 }
 
 impl Sim {
@@ -59,6 +62,7 @@ impl Sim {
             next_pid: 100,
             memory: BTreeMap::new(),
             answers: Vec::new(),
+            wall: "2026-11-30T06:59:30Z".parse().unwrap(),
         }
     }
 
@@ -108,6 +112,32 @@ impl Sim {
                 self.answers.push((*asker, result.clone()));
                 self.record(Fact::Answered(*ticket));
             }
+            Action::ArmSchedule(app) => {
+                let times = schedule::times_of(self.d.app(app).unwrap())
+                    .unwrap()
+                    .clone();
+                let next = times.next_after(&self.wall);
+                let armed = crate::state::Armed {
+                    at: next.map(|n| self.now + (n - self.wall).to_std().unwrap()),
+                    wall: next.map(std::time::SystemTime::from),
+                    times,
+                };
+                self.record(Fact::ScheduleArmed {
+                    app: app.clone(),
+                    armed,
+                });
+            }
+            Action::RunJob { app, skip } => {
+                let run = (!skip).then(|| self.d.app(app).unwrap().instances);
+                let app = app.clone();
+                self.record(Fact::ScheduleFired { app, run });
+            }
+            Action::ScheduledRestart(app) => {
+                *self.d.epochs.entry(app.clone()).or_default() += 1;
+                let app = app.clone();
+                self.record(Fact::ScheduleFired { app, run: None });
+            }
+            Action::DropSchedule(app) => self.record(Fact::ScheduleDropped(app.clone())),
             Action::Exit(_) => {}
         }
     }
@@ -159,6 +189,7 @@ impl Sim {
 
     fn advance(&mut self, d: Duration) {
         self.now += d;
+        self.wall += chrono::Duration::from_std(d).unwrap();
     }
 }
 

@@ -329,8 +329,21 @@ impl Runtime {
                 app: id.app.clone(),
                 index: id.index,
                 state: state_of(*inst, ready_kind, held, now).as_str().into(),
+                next_run: self.observed.schedules.get(&id.app).and_then(|a| {
+                    let wall = chrono::DateTime::<chrono::Local>::from(a.wall?);
+                    Some(wall.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+                }),
                 ..Default::default()
             };
+            // A job's instance waits for its time: stopped until its first run.
+            if inst.is_none()
+                && self
+                    .desired
+                    .app(&id.app)
+                    .is_some_and(|a| a.schedule.is_some())
+            {
+                row.state = "stopped".into();
+            }
             if let Some(inst) = inst {
                 row.pid = inst.pid();
                 row.restarts = inst.restarts();

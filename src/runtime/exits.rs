@@ -81,8 +81,9 @@ impl Runtime {
                 _ => format!("{id} restarting now"),
             },
             Next::Finished(_) => {
-                let why = match spec.map(|s| s.restart) {
-                    Some(RestartPolicy::OnFailure) => "restart = on-failure, clean exit",
+                let why = match spec.map(|s| (s.restart, s.schedule.is_some())) {
+                    Some((_, true)) => "scheduled run done, waiting for the next time",
+                    Some((RestartPolicy::OnFailure, _)) => "restart = on-failure, clean exit",
                     _ => "restart = never",
                 };
                 format!("{id} finished ({why})")

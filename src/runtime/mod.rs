@@ -42,6 +42,7 @@ mod notify;
 mod perform;
 mod pipes;
 mod reload;
+mod schedules;
 mod sinks;
 
 use std::collections::HashMap;

@@ -63,6 +63,10 @@ impl Runtime {
                 self.answer(asker, result);
                 self.record(Fact::Answered(ticket));
             }
+            Action::ArmSchedule(app) => self.arm_schedule(app),
+            Action::RunJob { app, skip } => self.run_job(app, skip),
+            Action::ScheduledRestart(app) => self.scheduled_restart(app),
+            Action::DropSchedule(app) => self.record(Fact::ScheduleDropped(app)),
             Action::Exit(_) => {}
         }
     }

@@ -195,6 +195,18 @@ pub struct Observed {
     pub commands: Vec<Command>,
     /// The last command's ticket.
     pub tickets: u64,
+    /// Per app with `schedule` or `cron_restart`: its next time.
+    pub schedules: BTreeMap<String, Armed>,
+}
+
+/// The next time of an app's `schedule` or `cron_restart`, as the loop sleeps for it
+/// (`at`, monotonic) and as people read it (`wall`). `None`: the pattern never matches
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Armed {
+    pub times: crate::config::CronTimes,
+    pub at: Option<Instant>,
+    pub wall: Option<std::time::SystemTime>,
 }
 
 impl Observed {
@@ -250,6 +262,8 @@ pub fn decide(spec: &AppSpec, crashes: &mut u32, status: &ExitStatus, uptime: Du
         *crashes = 0;
     }
     let restart = match spec.restart {
+        // A job (`schedule`) that exits cleanly is done until its next time.
+        RestartPolicy::Always if spec.schedule.is_some() => !status.success(),
         RestartPolicy::Always => true,
         RestartPolicy::OnFailure => !status.success(),
         RestartPolicy::Never => false,

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use super::instance::{Ended, Instance, Next, Phase, Run, Stop, Why};
 use super::{
-    decide, Command, ExitStatus, InstanceId, NotifyMessage, Observed, Outcome, Purpose, Shutdown,
-    Verb, Who,
+    decide, Armed, Command, ExitStatus, InstanceId, NotifyMessage, Observed, Outcome, Purpose,
+    Shutdown, Verb, Who,
 };
 use crate::config::AppSpec;
 
@@ -94,6 +94,20 @@ pub enum Fact<'a> {
     },
     /// The record is gone and no longer wanted.
     Forgotten(Who),
+    /// An app's next `schedule` / `cron_restart` time was computed.
+    ScheduleArmed {
+        app: String,
+        armed: Armed,
+    },
+    /// An app's time came: the job's instances get a fresh run (`run`), or the run was
+    /// skipped (its previous run still going), or the rolling restart was begun. The
+    /// next time is computed afresh.
+    ScheduleFired {
+        app: String,
+        run: Option<u32>,
+    },
+    /// The app no longer has a schedule.
+    ScheduleDropped(String),
     /// A control command, with what it changes in the observed state at once.
     Command(Command),
     /// The command with this ticket was answered.
@@ -275,6 +289,26 @@ pub fn observe(obs: &mut Observed, fact: Fact<'_>, now: Instant) {
                     obs.failed_generation.clear();
                 }
             }
+        }
+        Fact::ScheduleArmed { app, armed } => {
+            obs.schedules.insert(app, armed);
+        }
+        Fact::ScheduleFired { app, run } => {
+            obs.schedules.remove(&app);
+            for index in 0..run.unwrap_or(0) {
+                let id = InstanceId::new(&app, index);
+                let inst = obs
+                    .instances
+                    .entry(id.clone())
+                    .or_insert_with(|| Instance::new(id));
+                if !inst.alive() {
+                    inst.crashes = 0;
+                    inst.phase = Phase::New;
+                }
+            }
+        }
+        Fact::ScheduleDropped(app) => {
+            obs.schedules.remove(&app);
         }
         Fact::WatchHandled(app) => {
             obs.changes.apps.remove(&app);
