@@ -219,6 +219,8 @@ fn policy_changes(old: &Policy, new: &Policy) -> Vec<&'static str> {
         ignore,
         update,
         instances_max,
+        schedule,
+        cron_restart,
     )
 }
 
