@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::chunk::{strip, Chunk};
 pub use super::open_files::file_name;
 use super::open_files::{Files, Part};
 use super::output::CUT_MARK;
@@ -65,18 +66,9 @@ pub struct FileSettings {
     pub timestamps: bool,
 }
 
-struct Line {
-    time: SystemTime,
-    app: String,
-    index: u32,
-    stream: Stream,
-    line: Vec<u8>,
-    cut: bool,
-}
-
 /// What the writer thread is handed.
 enum Item {
-    Line(Line),
+    Lines(Arc<Chunk>),
     /// New settings (urgent).
     Settings(FileSettings),
     /// Close every file (urgent).
@@ -114,6 +106,7 @@ impl LogFiles {
             },
             out: Vec::with_capacity(2 * WRITE_AT),
             out_key: None,
+            taken: 0,
             warned: false,
         };
         let writer = Writer::start("supervise-logfiles", drain, bound, 0, waker)?;
@@ -123,17 +116,15 @@ impl LogFiles {
     /// Queues one line (without its newline) of an instance. False when the queue is full:
     /// the caller should then stop reading that pipe until the waker fires.
     pub fn try_line(&self, app: &str, index: u32, stream: Stream, line: &[u8], cut: bool) -> bool {
-        let item = Item::Line(Line {
-            time: SystemTime::now(),
-            app: app.to_owned(),
-            index,
-            stream,
-            line: line.to_vec(),
-            cut,
-        });
-        self.writer
-            .try_push(item, line.len() + LINE_OVERHEAD)
-            .is_ok()
+        let mut chunk = Chunk::new(app.into(), index, stream, SystemTime::now());
+        chunk.push(line, cut);
+        self.try_chunk(Arc::new(chunk))
+    }
+
+    /// Queues lines of an instance; false when the queue is full, as `try_line`.
+    pub fn try_chunk(&self, chunk: Arc<Chunk>) -> bool {
+        let bytes = chunk.bytes() + chunk.len() * LINE_OVERHEAD;
+        self.writer.try_push(Item::Lines(chunk), bytes).is_ok()
     }
 
     /// Whether `try_line` would accept a line now. When it returns false, the waker will
@@ -183,7 +174,9 @@ struct FilesDrain {
     files: Files,
     /// Formatted bytes not yet written, all for `out_key`'s file.
     out: Vec<u8>,
-    out_key: Option<(String, u32, Part)>,
+    out_key: Option<(Arc<str>, u32, Part)>,
+    /// Lines of the first queued chunk already in `out`.
+    taken: usize,
     /// A warning was logged for the current failure.
     warned: bool,
 }
@@ -219,7 +212,7 @@ impl Drain for FilesDrain {
                 let _ = self.flush_out();
                 self.files.close_all();
             }
-            Item::Line(_) => {}
+            Item::Lines(_) => {}
         }
     }
 
@@ -243,51 +236,60 @@ impl FilesDrain {
 
     fn write_pending(&mut self, items: &mut VecDeque<Item>) -> io::Result<()> {
         self.flush_out()?;
-        while let Some(item) = items.pop_front() {
-            let Item::Line(line) = &item else { continue };
-            if let Err(e) = self.put(line) {
-                items.push_front(item);
-                return Err(e);
+        while let Some(Item::Lines(chunk)) = items.front() {
+            let chunk = Arc::clone(chunk);
+            for (line, cut) in chunk.lines().skip(self.taken) {
+                self.put(&chunk, line, cut)?;
+                self.taken += 1;
             }
+            self.taken = 0;
+            items.pop_front();
         }
+        items.clear(); // only lines are queued
         self.flush_out()
     }
 
-    /// Formats a line into `out`, writing out and rotating first as needed. On `Err`, the
-    /// line was not taken.
-    fn put(&mut self, line: &Line) -> io::Result<()> {
-        let part = Part::of(line.stream, self.files.settings.merge);
+    /// Formats a line (newline included) into `out`, writing out and rotating first as
+    /// needed. On `Err`, the line was not taken.
+    fn put(&mut self, chunk: &Chunk, line: &[u8], cut: bool) -> io::Result<()> {
+        let (app, index) = (&chunk.app, chunk.index);
+        let part = Part::of(chunk.stream, self.files.settings.merge);
         let same = self
             .out_key
             .as_ref()
-            .is_some_and(|(a, i, p)| *a == line.app && *i == line.index && *p == part);
+            .is_some_and(|(a, i, p)| a == app && *i == index && *p == part);
         if !same || self.out.len() >= WRITE_AT {
             self.flush_out()?;
             if !same {
-                self.out_key = Some((line.app.clone(), line.index, part));
+                self.out_key = Some((Arc::clone(app), index, part));
             }
         }
         let s = &self.files.settings;
-        let len = line.line.len()
-            + 1
-            + if line.cut { CUT_MARK.len() } else { 0 }
+        let len = line.len()
+            + if cut { CUT_MARK.len() } else { 0 }
             + if s.timestamps { TIMESTAMP_LEN } else { 0 };
         let max = s.max_size;
-        let f = self.files.get(&line.app, line.index, part)?;
+        let f = self.files.get(app, index, part)?;
         let size = f.size + self.out.len() as u64;
         if size > 0 && size + len as u64 > max && !f.no_rotate {
             self.flush_out()?;
-            self.files.rotate(&line.app, line.index, part)?;
+            self.files.rotate(app, index, part)?;
         }
         let start = self.out.len();
         if self.files.settings.timestamps {
-            let _ = write!(self.out, "{} ", humantime::format_rfc3339_millis(line.time));
+            let _ = write!(
+                self.out,
+                "{} ",
+                humantime::format_rfc3339_millis(chunk.time)
+            );
         }
-        self.out.extend_from_slice(&line.line);
-        if line.cut {
+        if cut {
+            self.out.extend_from_slice(strip(line));
             self.out.extend_from_slice(CUT_MARK.as_bytes());
+            self.out.push(b'\n');
+        } else {
+            self.out.extend_from_slice(line);
         }
-        self.out.push(b'\n');
         debug_assert_eq!(self.out.len() - start, len);
         Ok(())
     }

@@ -36,44 +36,23 @@ impl LineSplitter {
     /// Feed bytes read from a pipe; for every complete line calls
     /// `emit(line_without_newline, cut=false)`. A line longer than `MAX_LINE` bytes is
     /// emitted in pieces of at most `MAX_LINE` bytes, each piece but the last with `cut=true`.
-    pub fn push(&mut self, data: &[u8], emit: &mut dyn FnMut(Vec<u8>, bool)) {
-        self.buf.extend_from_slice(data);
-        let mut start = 0;
-        let mut scan = self.scanned;
-        loop {
-            match self.buf[scan..].iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    let nl = scan + i;
-                    let end = if nl > start && self.buf[nl - 1] == b'\r' {
-                        nl - 1
-                    } else {
-                        nl
-                    };
-                    start = cut_pieces(&self.buf, start, end, true, emit);
-                    emit(self.buf[start..end].to_vec(), false);
-                    start = nl + 1;
-                    scan = start;
-                }
-                None => {
-                    // No line end yet: cut off pieces while the line is too long. A trailing
-                    // '\r' may be the first half of a CRLF, so it does not count yet.
-                    let mut end = self.buf.len();
-                    if end > start && self.buf[end - 1] == b'\r' {
-                        end -= 1;
-                    }
-                    start = cut_pieces(&self.buf, start, end, false, emit);
-                    scan = self.buf.len();
-                    break;
-                }
-            }
+    pub fn push(&mut self, data: &[u8], emit: &mut dyn FnMut(&[u8], bool)) {
+        if self.buf.is_empty() {
+            // The usual case: lines straight from `data`, only its tail is kept.
+            let (start, scan) = split(data, 0, emit);
+            self.buf.extend_from_slice(&data[start..]);
+            self.scanned = scan - start;
+            return;
         }
+        self.buf.extend_from_slice(data);
+        let (start, scan) = split(&self.buf, self.scanned, emit);
         self.buf.drain(..start);
         self.scanned = scan - start;
     }
 
     /// The process exited / the pipe closed: emit the partial last line, if any (`cut=false`),
     /// after any `cut=true` pieces it still needs.
-    pub fn finish(&mut self, emit: &mut dyn FnMut(Vec<u8>, bool)) {
+    pub fn finish(&mut self, emit: &mut dyn FnMut(&[u8], bool)) {
         if self.buf.is_empty() {
             return;
         }
@@ -82,9 +61,41 @@ impl LineSplitter {
             end -= 1;
         }
         let start = cut_pieces(&self.buf, 0, end, true, emit);
-        emit(self.buf[start..end].to_vec(), false);
+        emit(&self.buf[start..end], false);
         self.buf.clear();
         self.scanned = 0;
+    }
+}
+
+/// Emits the complete lines of `buf` (known to hold no `\n` before `scan`) and the pieces
+/// of a too long last line; returns where the rest starts and how far it was scanned.
+fn split(buf: &[u8], mut scan: usize, emit: &mut dyn FnMut(&[u8], bool)) -> (usize, usize) {
+    let mut start = 0;
+    loop {
+        match memchr::memchr(b'\n', &buf[scan..]) {
+            Some(i) => {
+                let nl = scan + i;
+                let end = if nl > start && buf[nl - 1] == b'\r' {
+                    nl - 1
+                } else {
+                    nl
+                };
+                start = cut_pieces(buf, start, end, true, emit);
+                emit(&buf[start..end], false);
+                start = nl + 1;
+                scan = start;
+            }
+            None => {
+                // No line end yet: cut off pieces while the line is too long. A trailing
+                // '\r' may be the first half of a CRLF, so it does not count yet.
+                let mut end = buf.len();
+                if end > start && buf[end - 1] == b'\r' {
+                    end -= 1;
+                }
+                start = cut_pieces(buf, start, end, false, emit);
+                return (start, buf.len());
+            }
+        }
     }
 }
 
@@ -96,12 +107,12 @@ fn cut_pieces(
     mut start: usize,
     end: usize,
     complete: bool,
-    emit: &mut dyn FnMut(Vec<u8>, bool),
+    emit: &mut dyn FnMut(&[u8], bool),
 ) -> usize {
     while end - start > MAX_LINE {
         match cut_at(&buf[start..end], complete) {
             Some(n) => {
-                emit(buf[start..start + n].to_vec(), true);
+                emit(&buf[start..start + n], true);
                 start += n;
             }
             None => break,
@@ -153,10 +164,10 @@ mod tests {
         let mut s = LineSplitter::new();
         let mut out = Vec::new();
         for c in chunks {
-            s.push(c, &mut |l, cut| out.push((l, cut)));
+            s.push(c, &mut |l, cut| out.push((l.to_vec(), cut)));
         }
         if finish {
-            s.finish(&mut |l, cut| out.push((l, cut)));
+            s.finish(&mut |l, cut| out.push((l.to_vec(), cut)));
         }
         out
     }
@@ -238,17 +249,17 @@ mod tests {
     fn partial_line_waits_then_flushes() {
         let mut s = LineSplitter::new();
         let mut out = Vec::new();
-        s.push(b"done\npartial", &mut |l, c| out.push((l, c)));
+        s.push(b"done\npartial", &mut |l, c| out.push((l.to_vec(), c)));
         assert_eq!(out, vec![l("done", false)]);
         assert_eq!(s.pending(), 7);
-        s.finish(&mut |l, c| out.push((l, c)));
+        s.finish(&mut |l, c| out.push((l.to_vec(), c)));
         assert_eq!(out, vec![l("done", false), l("partial", false)]);
         assert_eq!(s.pending(), 0);
         // finish again: nothing more.
-        s.finish(&mut |l, c| out.push((l, c)));
+        s.finish(&mut |l, c| out.push((l.to_vec(), c)));
         assert_eq!(out.len(), 2);
         // Reusable after finish.
-        s.push(b"again\n", &mut |l, c| out.push((l, c)));
+        s.push(b"again\n", &mut |l, c| out.push((l.to_vec(), c)));
         assert_eq!(out[2], l("again", false));
     }
 

@@ -1,6 +1,7 @@
 //! Instances' output: split into lines ([`lines`]) and written to supervise's stdout by a
 //! single writer thread ([`output`]), prefixed or as JSON (SPEC §5).
 
+pub mod chunk;
 pub mod files;
 pub mod lines;
 mod open_files;

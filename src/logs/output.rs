@@ -19,9 +19,11 @@
 //! `{"time":"…","app":"web","instance":0,"stream":"stdout","line":"hello"}`, supervise's own
 //! with `"app":"supervise","stream":"event"` and no instance, a cut piece adds `"cut":true`.
 //!
-//! Invalid UTF-8 in a line is written lossily (U+FFFD). Each line is formatted whole into a
-//! buffer that is written out when it is large or when the queue is empty, so lines are
-//! never split or merged and an idle supervise shows every line promptly. If stdout fails
+//! Invalid UTF-8 in a line is written lossily (U+FFFD). Lines come in chunks (one per pipe
+//! read, see [`super::chunk`]); the prefix is made once per chunk and each line is
+//! formatted whole into a buffer that is written out when it is large or when the queue is
+//! empty, so lines are never split or merged and an idle supervise shows every line
+//! promptly. If stdout fails
 //! (closed pipe...), lines are dropped silently.
 
 use std::collections::{HashMap, VecDeque};
@@ -29,6 +31,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::chunk::{strip, Chunk};
 use super::writer::{Drain, Retry, Writer};
 use crate::config::LogFormat;
 
@@ -75,18 +78,8 @@ impl Stream {
 
 enum Item {
     Apps(Vec<(String, u32)>),
-    Event {
-        time: SystemTime,
-        text: String,
-    },
-    Line {
-        time: SystemTime,
-        app: String,
-        index: u32,
-        stream: Stream,
-        line: Vec<u8>,
-        cut: bool,
-    },
+    Event { time: SystemTime, text: String },
+    Lines(Arc<Chunk>),
 }
 
 /// Handle to the stdout writer thread, owned by the event loop. Every method is cheap and
@@ -120,6 +113,7 @@ impl Output {
             colour: colour && format == LogFormat::Text,
             width: SELF_NAME.len(),
             colours: HashMap::new(),
+            head: Vec::new(),
         };
         let sink = Sink {
             w: writer,
@@ -150,9 +144,21 @@ impl Output {
         self.writer.push(item, true);
     }
 
-    /// A line from an instance (without its newline). Refused, giving the line back, when
-    /// the queue already holds [`QUEUE_BOUND`] bytes of instance output; the caller should
-    /// then stop reading that pipe until the waker fires.
+    /// Lines from an instance. Refused, given back, when the queue already holds
+    /// [`QUEUE_BOUND`] bytes of instance output; the caller should then stop reading that
+    /// pipe until the waker fires.
+    pub fn try_chunk(&self, chunk: Arc<Chunk>) -> Result<(), Arc<Chunk>> {
+        let bytes = chunk.bytes() + chunk.len() * LINE_OVERHEAD;
+        self.writer
+            .try_push(Item::Lines(chunk), bytes)
+            .map_err(|item| match item {
+                Item::Lines(chunk) => chunk,
+                _ => unreachable!("try_chunk gives back its own chunk"),
+            })
+    }
+
+    /// One line from an instance (without its newline), as [`Output::try_chunk`]; the
+    /// line is given back when refused.
     pub fn try_line(
         &self,
         app: &str,
@@ -161,24 +167,12 @@ impl Output {
         line: Vec<u8>,
         cut: bool,
     ) -> Result<(), Vec<u8>> {
-        let bytes = line.len() + LINE_OVERHEAD;
-        let item = Item::Line {
-            time: SystemTime::now(),
-            app: app.to_owned(),
-            index,
-            stream,
-            line,
-            cut,
-        };
-        self.writer
-            .try_push(item, bytes)
-            .map_err(|item| match item {
-                Item::Line { line, .. } => line,
-                _ => unreachable!("try_line gives back its own line"),
-            })
+        let mut chunk = Chunk::new(app.into(), index, stream, SystemTime::now());
+        chunk.push(&line, cut);
+        self.try_chunk(Arc::new(chunk)).map_err(|_| line)
     }
 
-    /// Whether `try_line` would accept a line now. When it returns false, the waker will
+    /// Whether `try_chunk` would accept lines now. When it returns false, the waker will
     /// fire once there is room, as after a refusal.
     pub fn has_room(&self) -> bool {
         self.writer.has_room()
@@ -204,13 +198,19 @@ impl Drain for Stdout {
         for item in items.drain(..) {
             match item {
                 Item::Apps(apps) => self.fmt.set_apps(&apps),
-                item if !self.sink.broken => {
-                    self.fmt.format(&mut self.sink.buf, &item);
+                _ if self.sink.broken => {}
+                Item::Event { time, text } => {
+                    self.fmt.event(&mut self.sink.buf, time, &text);
                     if self.sink.buf.len() >= WRITE_AT {
                         self.sink.write_buf();
                     }
                 }
-                _ => {}
+                Item::Lines(chunk) => {
+                    self.fmt.chunk(&mut self.sink.buf, &chunk);
+                    if self.sink.buf.len() >= WRITE_AT {
+                        self.sink.write_buf();
+                    }
+                }
             }
         }
         Ok(())
@@ -237,6 +237,8 @@ struct Formatter {
     width: usize,
     /// Palette index of each known app.
     colours: HashMap<String, usize>,
+    /// Scratch space for a prefix.
+    head: Vec<u8>,
 }
 
 impl Formatter {
@@ -258,29 +260,43 @@ impl Formatter {
         PALETTE[i]
     }
 
-    fn format(&self, out: &mut Vec<u8>, item: &Item) {
-        let (time, name, index, stream, text, cut) = match item {
-            Item::Apps(_) => return,
-            Item::Event { time, text } => (time, SELF_NAME, None, None, text.as_bytes(), false),
-            Item::Line {
-                time,
-                app,
-                index,
-                stream,
-                line,
-                cut,
-            } => (
-                time,
-                app.as_str(),
-                Some(*index),
-                Some(*stream),
-                &line[..],
-                *cut,
-            ),
-        };
-        let text = String::from_utf8_lossy(text);
+    /// One line of supervise's own.
+    fn event(&mut self, out: &mut Vec<u8>, time: SystemTime, text: &str) {
+        let mut head = std::mem::take(&mut self.head);
+        head.clear();
+        self.head(&mut head, time, SELF_NAME, None, None);
+        out.extend_from_slice(&head);
+        self.body(out, text.as_bytes(), false);
+        self.head = head;
+    }
+
+    /// The lines of a chunk, with one prefix (or JSON head) made for all.
+    fn chunk(&mut self, out: &mut Vec<u8>, c: &Chunk) {
+        let mut head = std::mem::take(&mut self.head);
+        head.clear();
+        self.head(&mut head, c.time, &c.app, Some(c.index), Some(c.stream));
+        for (line, cut) in c.lines() {
+            out.extend_from_slice(&head);
+            if !self.json && !cut && std::str::from_utf8(line).is_ok() {
+                out.extend_from_slice(line); // newline included
+            } else {
+                self.body(out, strip(line), cut);
+            }
+        }
+        self.head = head;
+    }
+
+    /// What comes before a line's text: the text prefix, or the JSON object up to `"line":`.
+    fn head(
+        &self,
+        out: &mut Vec<u8>,
+        time: SystemTime,
+        name: &str,
+        index: Option<u32>,
+        stream: Option<Stream>,
+    ) {
         if self.json {
-            let time = humantime::format_rfc3339_millis(*time);
+            let time = humantime::format_rfc3339_millis(time);
             let _ = write!(out, "{{\"time\":\"{time}\",\"app\":");
             json_str(out, name);
             if let Some(index) = index {
@@ -288,15 +304,10 @@ impl Formatter {
             }
             let stream = stream.map_or("event", Stream::as_str);
             let _ = write!(out, ",\"stream\":\"{stream}\",\"line\":");
-            json_str(out, &text);
-            if cut {
-                out.extend_from_slice(b",\"cut\":true");
-            }
-            out.extend_from_slice(b"}\n");
             return;
         }
         if self.timestamps {
-            let _ = write!(out, "{} ", humantime::format_rfc3339_millis(*time));
+            let _ = write!(out, "{} ", humantime::format_rfc3339_millis(time));
         }
         if self.colour {
             out.extend_from_slice(
@@ -318,6 +329,19 @@ impl Formatter {
             out.extend_from_slice(RESET.as_bytes());
         }
         out.push(b' ');
+    }
+
+    /// A line's text (invalid UTF-8 replaced), its cut mark and its end.
+    fn body(&self, out: &mut Vec<u8>, text: &[u8], cut: bool) {
+        let text = String::from_utf8_lossy(text);
+        if self.json {
+            json_str(out, &text);
+            if cut {
+                out.extend_from_slice(b",\"cut\":true");
+            }
+            out.extend_from_slice(b"}\n");
+            return;
+        }
         out.extend_from_slice(text.as_bytes());
         if cut {
             out.extend_from_slice(CUT_MARK.as_bytes());

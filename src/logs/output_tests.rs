@@ -216,7 +216,7 @@ fn json_objects() {
         "web",
         0,
         Stream::Stdout,
-        b"q\"b\\s/t\tn\nc\x1b[0m\xffe\xc3\xa9".to_vec(),
+        b"q\"b\\s/t\tn\rc\x1b[0m\xffe\xc3\xa9".to_vec(),
         false,
     )
     .unwrap();
@@ -246,10 +246,10 @@ fn json_objects() {
     );
     assert_eq!(
         strip_time(lines[3]),
-        r#"{"time":"T","app":"web","instance":0,"stream":"stdout","line":"q\"b\\s/t\tn\nc\u001b[0m�eé"}"#
+        r#"{"time":"T","app":"web","instance":0,"stream":"stdout","line":"q\"b\\s/t\tn\rc\u001b[0m�eé"}"#
     );
     let v: serde_json::Value = serde_json::from_str(lines[3]).unwrap();
-    assert_eq!(v["line"], "q\"b\\s/t\tn\nc\x1b[0m\u{fffd}eé");
+    assert_eq!(v["line"], "q\"b\\s/t\tn\rc\x1b[0m\u{fffd}eé");
     assert!(!text.contains("\x1b"));
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::chunk::{strip, Chunk};
 use super::Stream;
 
 pub const MAX_LINES: usize = 500;
@@ -40,6 +41,25 @@ struct Buffer {
     lines: VecDeque<Record>,
 }
 
+impl Buffer {
+    fn push(&mut self, seq: u64, time_ms: u64, stream: Stream, line: &[u8], cut: bool) {
+        self.bytes.extend(line);
+        self.lines.push_back(Record {
+            seq,
+            time_ms,
+            stream,
+            cut,
+            len: line.len(),
+        });
+        while self.lines.len() > MAX_LINES || (self.bytes.len() > MAX_BYTES && self.lines.len() > 1)
+        {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes.drain(..old.len);
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct LogRing {
     buffers: HashMap<String, HashMap<u32, Buffer>>,
@@ -58,30 +78,29 @@ impl LogRing {
         cut: bool,
     ) {
         self.seq += 1;
-        let buffer = match self.buffers.get_mut(app) {
-            Some(m) => m.entry(index).or_default(),
-            None => self
-                .buffers
-                .entry(app.to_owned())
-                .or_default()
-                .entry(index)
-                .or_default(),
-        };
-        buffer.bytes.extend(line);
-        buffer.lines.push_back(Record {
-            seq: self.seq,
-            time_ms,
-            stream,
-            cut,
-            len: line.len(),
-        });
-        while buffer.lines.len() > MAX_LINES
-            || (buffer.bytes.len() > MAX_BYTES && buffer.lines.len() > 1)
-        {
-            if let Some(old) = buffer.lines.pop_front() {
-                buffer.bytes.drain(..old.len);
-            }
+        let seq = self.seq;
+        self.buffer(app, index)
+            .push(seq, time_ms, stream, line, cut);
+    }
+
+    /// Keeps the lines of a chunk (only those the bounds would keep).
+    pub fn push_chunk(&mut self, chunk: &Chunk, time_ms: u64) {
+        let skip = chunk.len().saturating_sub(MAX_LINES);
+        let mut seq = self.seq;
+        let buffer = self.buffer(&chunk.app, chunk.index);
+        for (line, cut) in chunk.lines().skip(skip) {
+            seq += 1;
+            buffer.push(seq, time_ms, chunk.stream, strip(line), cut);
         }
+        self.seq = seq;
+    }
+
+    fn buffer(&mut self, app: &str, index: u32) -> &mut Buffer {
+        if !self.buffers.contains_key(app) {
+            self.buffers.insert(app.to_owned(), HashMap::new());
+        }
+        let m = self.buffers.get_mut(app).expect("just inserted");
+        m.entry(index).or_default()
     }
 
     /// The last `n` lines of the instances `matches` selects, oldest first, in the order

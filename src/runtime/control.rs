@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mio::Token;
 
@@ -39,12 +39,6 @@ impl Control {
     pub(super) fn following(&self) -> bool {
         !self.followers.is_empty()
     }
-}
-
-pub(super) fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn exit_text(status: &ExitStatus) -> String {

@@ -20,29 +20,26 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use nix::errno::Errno;
 
+use crate::logs::chunk::Chunk;
 use crate::logs::{LineSplitter, Stream};
 use crate::state::InstanceId;
 
-/// Where a line goes (stdout, log files, the in-memory ring). `delivered` remembers
-/// which destinations already took this line, so a line refused by one is retried
-/// there only. Returns false when a destination is full: stop reading for now.
+/// Where lines go (stdout, log files, the in-memory ring), a chunk (one read's whole
+/// lines) at a time. `delivered` remembers which destinations already took the chunk, so
+/// a chunk refused by one is retried there only. Returns false when a destination is
+/// full: stop reading for now.
 pub trait LineSink {
     /// `lines` lines of `owner`'s ended run were dropped (see [`MAX_ENDED`]).
     fn lost(&mut self, owner: &InstanceId, stream: Stream, lines: u64);
 
-    fn deliver(
-        &mut self,
-        owner: &InstanceId,
-        stream: Stream,
-        line: &[u8],
-        cut: bool,
-        delivered: &mut u8,
-    ) -> bool;
+    fn deliver(&mut self, chunk: &Arc<Chunk>, delivered: &mut u8) -> bool;
 }
 
 /// Reads per wakeup before a busy pipe yields to the rest of the loop.
@@ -56,11 +53,12 @@ pub const MAX_ENDED: usize = 64;
 struct Pipe {
     fd: OwnedFd,
     owner: InstanceId,
+    app: Arc<str>,
     stream: Stream,
     splitter: LineSplitter,
-    /// Lines not yet taken by every destination (line, cut, delivered mask); sent
-    /// before anything else is read.
-    pending: VecDeque<(Vec<u8>, bool, u8)>,
+    /// Lines not yet taken by every destination (with the mask of those that took
+    /// them); sent before anything else is read.
+    pending: VecDeque<(Arc<Chunk>, u8)>,
     eof: bool,
     /// The run ended (its leader exited): when, in order of exits.
     ended: Option<u64>,
@@ -124,6 +122,7 @@ impl Pipes {
             Pipe {
                 fd,
                 owner: owner.clone(),
+                app: owner.app.as_str().into(),
                 stream,
                 splitter: LineSplitter::new(),
                 pending: VecDeque::new(),
@@ -166,9 +165,9 @@ impl Pipes {
             }
             if let Turn::Idle = self.turn(registry, token, sink, DRAIN_READS) {
                 if let Some(pipe) = self.pipes.get_mut(&token) {
-                    let pending = &mut pipe.pending;
-                    pipe.splitter
-                        .finish(&mut |line, cut| pending.push_back((line, cut, 0)));
+                    let mut chunk = pipe.chunk(0);
+                    pipe.splitter.finish(&mut |line, cut| chunk.push(line, cut));
+                    pipe.queue(chunk);
                     self.turn(registry, token, sink, 0);
                 }
             }
@@ -201,7 +200,7 @@ impl Pipes {
                 continue;
             };
             let _ = registry.deregister(&mut SourceFd(&pipe.fd.as_raw_fd()));
-            let mut lost = pipe.pending.iter().filter(|(_, cut, _)| !cut).count() as u64;
+            let mut lost: u64 = pipe.pending.iter().map(|(c, _)| c.len() as u64).sum();
             // What the pipe holds now (bounded: a living grandchild may keep writing).
             for _ in 0..DRAIN_READS {
                 match nix::unistd::read(&pipe.fd, &mut self.buf) {
@@ -250,12 +249,32 @@ impl Pipes {
     }
 }
 
+impl Pipe {
+    /// An empty chunk of this pipe, read now, for about `bytes` bytes.
+    fn chunk(&self, bytes: usize) -> Chunk {
+        let mut c = Chunk::new(
+            Arc::clone(&self.app),
+            self.owner.index,
+            self.stream,
+            SystemTime::now(),
+        );
+        c.reserve(bytes);
+        c
+    }
+
+    fn queue(&mut self, chunk: Chunk) {
+        if !chunk.is_empty() {
+            self.pending.push_back((Arc::new(chunk), 0));
+        }
+    }
+}
+
 fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) -> Turn {
     let mut reads_left = reads;
     loop {
-        while let Some((line, cut, mut delivered)) = pipe.pending.pop_front() {
-            if !sink.deliver(&pipe.owner, pipe.stream, &line, cut, &mut delivered) {
-                pipe.pending.push_front((line, cut, delivered));
+        while let Some((chunk, mut delivered)) = pipe.pending.pop_front() {
+            if !sink.deliver(&chunk, &mut delivered) {
+                pipe.pending.push_front((chunk, delivered));
                 return Turn::Again;
             }
         }
@@ -266,21 +285,26 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
             return Turn::Again;
         }
         reads_left -= 1;
-        let n = nix::unistd::read(&pipe.fd, buf);
-        let pending = &mut pipe.pending;
-        let mut emit = |line: Vec<u8>, cut: bool| pending.push_back((line, cut, 0));
-        match n {
+        let mut chunk;
+        match nix::unistd::read(&pipe.fd, buf) {
             Ok(0) => {
-                pipe.splitter.finish(&mut emit);
+                chunk = pipe.chunk(0);
+                pipe.splitter.finish(&mut |line, cut| chunk.push(line, cut));
                 pipe.eof = true;
             }
-            Ok(n) => pipe.splitter.push(&buf[..n], &mut emit),
+            Ok(n) => {
+                chunk = pipe.chunk(n + pipe.splitter.pending());
+                pipe.splitter
+                    .push(&buf[..n], &mut |line, cut| chunk.push(line, cut));
+            }
             Err(Errno::EAGAIN) => return Turn::Idle,
-            Err(Errno::EINTR) => {}
+            Err(Errno::EINTR) => continue,
             Err(_) => {
-                pipe.splitter.finish(&mut emit);
+                chunk = pipe.chunk(0);
+                pipe.splitter.finish(&mut |line, cut| chunk.push(line, cut));
                 pipe.eof = true;
             }
         }
+        pipe.queue(chunk);
     }
 }

@@ -2,11 +2,13 @@
 //! the in-memory ring that `supervise logs` reads (and `--follow` clients). stdout and
 //! the files may refuse a line when their writer is behind; the pipe then waits.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use mio::Events;
 
 use crate::control::protocol::LogLine;
+use crate::logs::chunk::{strip, Chunk};
 use crate::logs::files::LogFiles;
 use crate::logs::output::CUT_MARK;
 use crate::logs::ring::{LogRing, RingLine};
@@ -43,46 +45,39 @@ impl LineSink for Sinks<'_> {
         ));
     }
 
-    fn deliver(
-        &mut self,
-        owner: &InstanceId,
-        stream: Stream,
-        line: &[u8],
-        cut: bool,
-        delivered: &mut u8,
-    ) -> bool {
+    fn deliver(&mut self, chunk: &Arc<Chunk>, delivered: &mut u8) -> bool {
         if *delivered & TO_STDOUT == 0 {
-            if self
-                .output
-                .try_line(&owner.app, owner.index, stream, line.to_vec(), cut)
-                .is_err()
-            {
+            if self.output.try_chunk(Arc::clone(chunk)).is_err() {
                 return false;
             }
             *delivered |= TO_STDOUT;
         }
         if *delivered & TO_FILES == 0 {
             if let Some(files) = self.files {
-                if !files.try_line(&owner.app, owner.index, stream, line, cut) {
+                if !files.try_chunk(Arc::clone(chunk)) {
                     return false;
                 }
             }
             *delivered |= TO_FILES;
         }
         if *delivered & TO_RING == 0 {
-            let time_ms = super::control::epoch_ms();
+            let time_ms = chunk
+                .time
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
             if let Some(outbox) = self.outbox.as_deref_mut() {
-                outbox.push(log_line(RingLine {
-                    time_ms,
-                    app: owner.app.clone(),
-                    index: owner.index,
-                    stream,
-                    line: line.to_vec(),
-                    cut,
-                }));
+                for (line, cut) in chunk.lines() {
+                    outbox.push(log_line(RingLine {
+                        time_ms,
+                        app: chunk.app.to_string(),
+                        index: chunk.index,
+                        stream: chunk.stream,
+                        line: strip(line).to_vec(),
+                        cut,
+                    }));
+                }
             }
-            self.ring
-                .push(&owner.app, owner.index, stream, time_ms, line, cut);
+            self.ring.push_chunk(chunk, time_ms);
             *delivered |= TO_RING;
         }
         true
