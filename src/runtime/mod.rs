@@ -193,7 +193,7 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
     runtime.ensure_notify_socket();
     let code = runtime.run_loop()?;
     runtime.sweep();
-    runtime.drain_pipes();
+    let deadline = runtime.drain_pipes();
     runtime.announce_exit(code);
     runtime.sockets.close_all();
     if let Some(server) = runtime.control.server.take() {
@@ -208,9 +208,9 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
     }
     let Runtime { output, files, .. } = runtime;
     if let Some(files) = files {
-        files.finish(Duration::from_secs(2));
+        files.finish(sinks::time_left(deadline));
     }
-    output.finish(Duration::from_secs(2));
+    output.finish(sinks::time_left(deadline));
     Ok(code)
 }
 
@@ -235,16 +235,22 @@ pub(super) fn app_names(eco: &Ecosystem) -> Vec<(String, u32)> {
 impl Runtime {
     fn run_loop(&mut self) -> io::Result<i32> {
         let mut events = Events::with_capacity(256);
+        // The last plan's deadline and the turn's wake-up, while only pipes were read since:
+        // output changes no fact, so a busy pipe costs no planning (issue 10 item 7).
+        let mut planned: Option<(Option<Instant>, Option<Instant>)> = None;
         loop {
             self.expire_exec_probes(Instant::now());
-            let (wake_at, exit) = self.reconcile();
+            let (plan_at, exit) = match planned.take() {
+                Some((plan_at, at)) if at.is_none_or(|at| Instant::now() < at) => (plan_at, None),
+                _ => self.reconcile(),
+            };
             let commanded = self.serve_control(Instant::now());
             self.flush_followers();
             if let Some(code) = exit {
                 return Ok(code);
             }
             // One wake-up: the plan's next deadline, or an exec probe's timeout.
-            let wake_at = wake_at.into_iter().chain(self.checks.next_deadline()).min();
+            let wake_at = plan_at.into_iter().chain(self.checks.next_deadline()).min();
             let room = sinks!(self).room();
             let timeout = if self.pipes.busy(room) || commanded || self.control_backlog() {
                 Some(Duration::ZERO)
@@ -255,6 +261,9 @@ impl Runtime {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
+            }
+            if !commanded && events.iter().all(|e| self.pipes.owns(e.token())) {
+                planned = Some((plan_at, wake_at));
             }
             for event in events.iter() {
                 match event.token() {

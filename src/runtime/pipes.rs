@@ -26,6 +26,7 @@ use std::time::SystemTime;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg};
 
 use crate::logs::chunk::Chunk;
 use crate::logs::{LineSplitter, Stream};
@@ -44,7 +45,13 @@ pub trait LineSink {
 
 /// Reads per wakeup before a busy pipe yields to the rest of the loop.
 const READS_PER_TURN: usize = 16;
-const READ_SIZE: usize = 64 * 1024;
+/// One read takes at most this much: what a grown pipe holds.
+const READ_SIZE: usize = 1024 * 1024;
+/// A pipe found full (a read took all of its default 64 KiB) is grown to this, so that a
+/// chatty app and supervise hand over bigger batches with fewer wake-ups. Only busy pipes
+/// grow: the kernel counts pipe capacity against a per-user budget.
+const GROWN_PIPE: usize = 1024 * 1024;
+const DEFAULT_PIPE: usize = 64 * 1024;
 /// Reads when an instance's leader exited: more than a pipe holds.
 const DRAIN_READS: usize = 64;
 /// Pipes of ended runs kept open at most.
@@ -62,6 +69,8 @@ struct Pipe {
     eof: bool,
     /// The run ended (its leader exited): when, in order of exits.
     ended: Option<u64>,
+    /// Its capacity was raised (or that was tried).
+    grown: bool,
 }
 
 pub struct Pipes {
@@ -128,6 +137,7 @@ impl Pipes {
                 pending: VecDeque::new(),
                 eof: false,
                 ended: None,
+                grown: false,
             },
         );
         // Data may already be waiting; edge-triggered registration would not say so.
@@ -293,6 +303,11 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
                 pipe.eof = true;
             }
             Ok(n) => {
+                if n >= DEFAULT_PIPE && !pipe.grown {
+                    pipe.grown = true;
+                    // Refused past the user's pipe budget or pipe-max-size: stay as it is.
+                    let _ = fcntl(&pipe.fd, FcntlArg::F_SETPIPE_SZ(GROWN_PIPE as i32));
+                }
                 chunk = pipe.chunk(n + pipe.splitter.pending());
                 pipe.splitter
                     .push(&buf[..n], &mut |line, cut| chunk.push(line, cut));

@@ -103,8 +103,9 @@ pub(super) fn log_line(l: RingLine) -> LogLine {
 impl Runtime {
     /// supervise is leaving and every instance has ended: read each pipe to its end, so
     /// that no line is lost, but wait for a slow stdout at most as long as the longest
-    /// `stop_timeout` (a stuck one loses what is left).
-    pub(super) fn drain_pipes(&mut self) {
+    /// `stop_timeout` (a stuck one loses what is left). Returns that deadline, which the
+    /// writers' last flush shares.
+    pub(super) fn drain_pipes(&mut self) -> Instant {
         let longest = self.desired.eco.apps.iter().map(|a| a.stop_timeout).max();
         let deadline = Instant::now() + longest.unwrap_or(self.desired.eco.settings.stop_timeout);
         let mut events = Events::with_capacity(64);
@@ -136,5 +137,14 @@ impl Runtime {
             self.pipes.resume(self.poll.registry(), &mut sinks!(self));
         }
         self.flush_followers();
+        deadline
     }
+}
+
+/// Time the writers get to write out what they hold at exit: what is left before
+/// `deadline`, and at least a moment.
+pub(super) fn time_left(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(500))
 }
