@@ -61,6 +61,9 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     match load(path) {
         Ok(eco) => {
             print!("{}", config::describe(&eco));
+            if let Some(warning) = runtime::fds_warning(&eco) {
+                eprintln!("{}: warning: {warning}", eco.path.display());
+            }
             for app in &eco.apps {
                 if let Some(warning) = supervise::listen_adapter::check_warning(app) {
                     eprintln!("{}: warning: {warning}", eco.path.display());
@@ -77,6 +80,12 @@ fn run(path: Option<PathBuf>, socket: Option<&Path>) -> ExitCode {
         Ok(eco) => eco,
         Err(code) => return code,
     };
+    // Instances cost supervise descriptors: use all it may (children get the soft
+    // limit back), and say so when even that is too few.
+    os::limits::raise_nofile();
+    if let Some(warning) = runtime::fds_warning(&eco) {
+        eprintln!("supervise: warning: {warning}");
+    }
     let socket = client::socket_path(socket, eco.settings.socket.as_deref());
     ensure_run_dir(&socket);
     match runtime::run(eco, &socket) {

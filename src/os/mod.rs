@@ -2,6 +2,7 @@
 //! are made in `plan`, the loop in `runtime` calls these.
 
 pub mod fds;
+pub mod limits;
 pub mod procfs;
 pub mod procs;
 pub mod reap;

@@ -11,9 +11,11 @@ use std::io;
 
 use super::Runtime;
 use crate::config::{per_instance, AppSpec, CommandLine, Ecosystem, ReadySpec};
+use crate::os;
 use crate::os::sockets::fd_name;
-use crate::os::spawn::ExecSpec;
+use crate::os::spawn::{ExecSpec, Rlimit};
 use crate::os::users::{self, Identity};
+use nix::sys::resource::Resource;
 
 /// Variables of supervise's own environment that describe supervise, not its apps.
 const NOT_INHERITED: &[&str] = &[
@@ -92,14 +94,7 @@ impl Launcher {
             env: instance_env(&self.base_env, spec, index, identity),
             cwd: per_instance::instance_cwd(spec, index),
             ids: identity.ids.clone(),
-            limits: spec
-                .limits
-                .iter()
-                .map(|l| {
-                    let value = l.value.unwrap_or(libc::RLIM_INFINITY);
-                    (l.resource, value, value)
-                })
-                .collect(),
+            limits: limits(spec, os::limits::inherited_nofile()),
             umask: spec.umask,
             quiet: command.is_some(),
             watchdog_usec: match command {
@@ -127,6 +122,55 @@ impl Runtime {
         };
         Ok(exec)
     }
+}
+
+/// The app's `limits`, plus the open-file limit supervise was given (`inherited`, when
+/// it raised its own) unless `limits` sets `nofile`.
+fn limits(spec: &AppSpec, inherited: Option<(u64, u64)>) -> Vec<Rlimit> {
+    let mut out: Vec<Rlimit> = spec
+        .limits
+        .iter()
+        .map(|l| {
+            let value = l.value.unwrap_or(libc::RLIM_INFINITY);
+            (l.resource, value, value)
+        })
+        .collect();
+    let set = |r| spec.limits.iter().any(|l| l.resource == r);
+    if let Some((soft, hard)) = inherited.filter(|_| !set(Resource::RLIMIT_NOFILE)) {
+        out.push((Resource::RLIMIT_NOFILE, soft, hard));
+    }
+    out
+}
+
+/// Descriptors supervise itself holds whatever the apps: stdio, the range reserved
+/// for passing sockets, control clients, and the loop's own (poll, signals, waker,
+/// notify socket, watcher, writers).
+const FIXED_FDS: u64 = 3 + os::fds::RESERVED_FDS as u64 + 64 + 32;
+
+/// About how many descriptors supervise needs for `eco`: the fixed ones, each listening
+/// socket, and per instance its stdout and stderr pipes plus its log files.
+pub fn fds_needed(eco: &Ecosystem) -> u64 {
+    let files_per_instance = match &eco.settings.log_dir {
+        None => 0,
+        Some(_) if eco.settings.merge_logs => 1,
+        Some(_) => 2,
+    };
+    let per_app =
+        |app: &AppSpec| app.listen.len() as u64 + app.instances as u64 * (2 + files_per_instance);
+    FIXED_FDS + eco.apps.iter().map(per_app).sum::<u64>()
+}
+
+/// `check`'s warning when `fds_needed` passes what supervise may open here.
+pub fn fds_warning(eco: &Ecosystem) -> Option<String> {
+    let (needed, ceiling) = (fds_needed(eco), os::limits::nofile_ceiling());
+    let instances: u64 = eco.apps.iter().map(|a| a.instances as u64).sum();
+    (needed > ceiling).then(|| {
+        format!(
+            "{instances} instances need about {needed} open files in supervise, more than \
+             its hard limit of {ceiling} (raise it: `ulimit -Hn`, LimitNOFILE=, \
+             docker --ulimit nofile=)"
+        )
+    })
 }
 
 /// The environment an instance gets: supervise's own (`base`), USER/LOGNAME/HOME of
@@ -222,6 +266,24 @@ mod tests {
             vec![OsString::from("http://127.0.0.1:3002/")]
         );
         assert_eq!(exec.cwd, std::path::PathBuf::from("/tmp/{x}"));
+    }
+
+    #[test]
+    fn children_get_the_inherited_open_file_limit_unless_limits_say_otherwise() {
+        let mut spec = AppSpec::new("web", "/bin/true", &["true"]);
+        assert_eq!(limits(&spec, None), vec![]);
+        assert_eq!(
+            limits(&spec, Some((1024, 20000))),
+            vec![(Resource::RLIMIT_NOFILE, 1024, 20000)]
+        );
+        spec.limits = vec![crate::config::Limit {
+            resource: Resource::RLIMIT_NOFILE,
+            value: Some(4096),
+        }];
+        assert_eq!(
+            limits(&spec, Some((1024, 20000))),
+            vec![(Resource::RLIMIT_NOFILE, 4096, 4096)]
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod checks;
 mod control;
 mod exits;
 mod launch;
+pub use launch::{fds_needed, fds_warning};
 mod logfiles;
 mod notify;
 mod perform;

@@ -80,3 +80,103 @@ fn a_fifo_env_file_is_refused_and_supervise_stays_responsive() {
     assert!(status.success(), "{status:?}");
     assert!(!alive(new));
 }
+
+/// (soft, hard) "Max open files" of a live process.
+fn nofile_of(pid: i32) -> (String, String) {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    (words[3].to_string(), words[4].to_string())
+}
+
+/// The hard limit a test may set for supervise: 20000 if this process may (root, or
+/// its own hard limit is that high), else None (the test is skipped).
+fn hard_limit_for_tests() -> Option<u64> {
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    (is_root() || hard >= 20000).then_some(20000)
+}
+
+#[test]
+fn a_low_soft_open_file_limit_is_raised_and_children_get_it_back() {
+    let Some(hard) = hard_limit_for_tests() else {
+        eprintln!("note: cannot set a hard open-file limit of 20000 here, skipping");
+        return;
+    };
+    const MANY: u64 = 600; // two pipes each: past a soft limit of 1024
+    let mut h = Harness::new();
+    let config = Ecosystem::new()
+        .app("many", &[])
+        .set("instances", MANY as i64)
+        .app("own", &[])
+        .line("limits = { nofile = 4096 }")
+        .write(&mut h);
+    h.start_with_nofile(&config, 1024, hard);
+    socket(&h);
+    let mut report = serde_json::Value::Null;
+    h.wait_for(
+        || {
+            report = status_json(&h);
+            let running = report["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["state"] == "running")
+                .count();
+            running as u64 == MANY + 1
+        },
+        LONG * 6,
+    );
+    let hard = hard.to_string();
+    assert_eq!(nofile_of(h.supervise_pid()), (hard.clone(), hard.clone()));
+    let many = pid_of(instance(&report, "many", MANY - 1)).unwrap();
+    assert_eq!(nofile_of(many), ("1024".to_string(), hard));
+    let own = pid_of(instance(&report, "own", 0)).unwrap();
+    assert_eq!(nofile_of(own), ("4096".to_string(), "4096".to_string()));
+    assert_eq!(h.count_events(|t| t.contains("failed to start")), 0);
+}
+
+#[test]
+fn check_warns_when_instances_need_more_files_than_the_limit() {
+    let mut h = Harness::new();
+    let config = Ecosystem::new()
+        .app("many", &[])
+        .set("instances", 200i64)
+        .write(&mut h);
+    let run_check = |soft: u64, hard: u64| {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(supervise_bin());
+        command
+            .arg("check")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_NOFILE,
+                    soft,
+                    hard,
+                )
+                .map_err(std::io::Error::from)
+            });
+        }
+        output_within(command, LONG)
+    };
+    let out = run_check(256, 256);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let warning = stderr_of(&out);
+    assert!(
+        warning.contains("warning: 200 instances need about ")
+            && warning.contains("more than its hard limit of 256"),
+        "{warning}"
+    );
+    // A low soft limit alone is no problem: supervise raises it to the hard one.
+    let out = run_check(256, 4096);
+    assert_eq!(stderr_of(&out), "");
+}

@@ -25,6 +25,8 @@ pub(super) enum Mode {
     SlowStdout,
     /// Under `unshare --pid --fork --mount-proc`, so it is PID 1 of a new namespace.
     Unshare,
+    /// With this (soft, hard) open-file limit, as `prlimit --nofile=SOFT:HARD` would.
+    Nofile(u64, u64),
 }
 
 pub(super) struct Running {
@@ -113,6 +115,11 @@ impl Harness {
         self.launch(config, Mode::SlowStdout)
     }
 
+    /// Start supervise with the open-file limit (soft, hard), e.g. systemd's 1024:524288.
+    pub fn start_with_nofile(&mut self, config: &Path, soft: u64, hard: u64) {
+        self.launch(config, Mode::Nofile(soft, hard))
+    }
+
     /// Start `unshare --pid --fork --mount-proc supervise CONFIG`. Returns false (and
     /// prints a note) when `unshare` cannot make a pid namespace here.
     pub fn start_unshare(&mut self, config: &Path) -> bool {
@@ -146,6 +153,22 @@ impl Harness {
             Mode::Unshare => {
                 let mut c = Command::new("unshare");
                 c.args(["--pid", "--fork", "--mount-proc", supervise_bin()]);
+                c
+            }
+            Mode::Nofile(soft, hard) => {
+                use std::os::unix::process::CommandExt;
+                let mut c = Command::new(supervise_bin());
+                // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+                unsafe {
+                    c.pre_exec(move || {
+                        nix::sys::resource::setrlimit(
+                            nix::sys::resource::Resource::RLIMIT_NOFILE,
+                            soft,
+                            hard,
+                        )
+                        .map_err(std::io::Error::from)
+                    });
+                }
                 c
             }
             _ => Command::new(supervise_bin()),
