@@ -102,12 +102,12 @@ pub fn check_warning(spec: &AppSpec) -> Option<String> {
     }
     let kind = node_kind(spec)?;
     let why = if kind {
-        "listen_adapter = false: unless the app listens on LISTEN_FDS (fd 3) itself"
+        "listen_adapter = false: unless the app listens on LISTEN_FDS (fd 3) itself, its"
     } else {
-        "the program starts your server in a child process (or a shell) the Node listen adapter cannot reach, so"
+        "the program starts your server in a child process (or a shell) the Node listen adapter cannot reach, so its"
     };
     Some(format!(
-        "apps.{}: {why}, its {} instances will each try to bind {} and all but one fail \
+        "apps.{}: {why} {} instances will each try to bind {} and all but one fail \
          (EADDRINUSE); run node directly (command = [\"node\", \"server.js\"]) or read LISTEN_FDS",
         spec.name,
         spec.instances,
