@@ -319,14 +319,7 @@ fn the_pm2_cluster_example_runs_its_unchanged_app() {
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/pm2-cluster");
     let mut h = Harness::new();
-    let check = h.cli(&["check", example.join("ecosystem.toml").to_str().unwrap()]);
-    assert!(check.status.success(), "{check:?}");
-    assert!(
-        !String::from_utf8_lossy(&check.stderr).contains("warning"),
-        "{check:?}"
-    );
-
-    // The example as it is, on a free port instead of 3000.
+    // The example as it is, on a free port instead of 3000 (which may be taken here).
     let port = free_port();
     let read = |name: &str| std::fs::read_to_string(example.join(name)).unwrap();
     h.write_file("app.js", &read("app.js"));
@@ -338,6 +331,10 @@ fn the_pm2_cluster_example_runs_its_unchanged_app() {
         );
     assert!(eco.contains(&format!("PORT = \"{port}\"")), "{eco}");
     let path = h.write_config("ecosystem.toml", &eco);
+    let check = h.cli(&["check", path.to_str().unwrap()]);
+    assert!(check.status.success(), "{check:?}");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
     h.start(&path);
     h.wait_for(
         || h.count_lines(|l| l.ends_with(&format!("listening on port {port}"))) == 3,
