@@ -34,34 +34,30 @@ enum Shaping<'a> {
     Port(Option<u16>),
 }
 
-/// The policy fields, borrowed: applied in place to running instances.
-struct Policy<'a> {
-    restart: RestartPolicy,
-    restart_delay: Duration,
-    backoff_max: Duration,
-    min_uptime: Duration,
-    max_restarts: u32,
-    stop_signal: Signal,
-    stop_timeout: Duration,
-    ready: &'a ReadySpec,
-    ready_timeout: Duration,
-    health: Option<&'a HealthSpec>,
-    watchdog: Option<Duration>,
-    depends_on: &'a [String],
-    max_memory: Option<u64>,
-    watch: &'a [PathBuf],
-    ignore: &'a [String],
-    update: UpdateStrategy,
-    instances_max: bool,
-    schedule: Option<&'a CronTimes>,
-    cron_restart: Option<&'a CronTimes>,
+/// The value of one policy field, borrowed from a spec: applied in place to running
+/// instances.
+#[derive(PartialEq)]
+enum Policy<'a> {
+    Restart(RestartPolicy),
+    Time(Duration),
+    MaybeTime(Option<Duration>),
+    Count(u32),
+    Signal(Signal),
+    Ready(&'a ReadySpec),
+    Health(Option<&'a HealthSpec>),
+    Names(&'a [String]),
+    Bytes(Option<u64>),
+    Paths(&'a [PathBuf]),
+    Update(UpdateStrategy),
+    Flag(bool),
+    Cron(Option<&'a CronTimes>),
 }
 
 /// One spec's fields by class: the process shape (by name), the count, the policy.
 struct Classes<'a> {
     shape: [(&'static str, Shaping<'a>); 12],
     instances: u32,
-    policy: Policy<'a>,
+    policy: [(&'static str, Policy<'a>); 19],
 }
 
 /// Every field of `AppSpec`, sorted into its class. No `..`: see the module doc.
@@ -122,27 +118,28 @@ fn classes(spec: &AppSpec) -> Classes<'_> {
             ("port", Shaping::Port(*port)),
         ],
         instances: *instances,
-        policy: Policy {
-            restart: *restart,
-            restart_delay: *restart_delay,
-            backoff_max: *backoff_max,
-            min_uptime: *min_uptime,
-            max_restarts: *max_restarts,
-            stop_signal: *stop_signal,
-            stop_timeout: *stop_timeout,
-            ready,
-            ready_timeout: *ready_timeout,
-            health: health.as_ref(),
-            watchdog: *watchdog,
-            depends_on,
-            max_memory: *max_memory,
-            watch,
-            ignore,
-            update: *update,
-            instances_max: *instances_max,
-            schedule: schedule.as_ref(),
-            cron_restart: cron_restart.as_ref(),
-        },
+        policy: [
+            ("restart", Policy::Restart(*restart)),
+            ("restart_delay", Policy::Time(*restart_delay)),
+            ("backoff_max", Policy::Time(*backoff_max)),
+            ("min_uptime", Policy::Time(*min_uptime)),
+            ("max_restarts", Policy::Count(*max_restarts)),
+            ("stop_signal", Policy::Signal(*stop_signal)),
+            ("stop_timeout", Policy::Time(*stop_timeout)),
+            ("ready", Policy::Ready(ready)),
+            ("ready_timeout", Policy::Time(*ready_timeout)),
+            ("health", Policy::Health(health.as_ref())),
+            ("watchdog", Policy::MaybeTime(*watchdog)),
+            ("depends_on", Policy::Names(depends_on)),
+            ("max_memory", Policy::Bytes(*max_memory)),
+            ("watch", Policy::Paths(watch)),
+            ("ignore", Policy::Names(ignore)),
+            ("update", Policy::Update(*update)),
+            // `instances = "max"` in the file.
+            ("instances", Policy::Flag(*instances_max)),
+            ("schedule", Policy::Cron(schedule.as_ref())),
+            ("cron_restart", Policy::Cron(cron_restart.as_ref())),
+        ],
     }
 }
 
@@ -174,54 +171,23 @@ impl AppChange {
 
 pub fn diff(old: &AppSpec, new: &AppSpec) -> AppChange {
     let (old, new) = (classes(old), classes(new));
-    let replaced = old
-        .shape
-        .iter()
-        .zip(&new.shape)
-        .filter(|(a, b)| a.1 != b.1)
-        .map(|(a, _)| a.0)
-        .collect();
     AppChange {
-        replaced,
+        replaced: changed(&old.shape, &new.shape),
         scaled: (old.instances != new.instances).then_some((old.instances, new.instances)),
-        policy: policy_changes(&old.policy, &new.policy),
+        policy: changed(&old.policy, &new.policy),
     }
 }
 
-/// The names of the policy fields that differ. The pattern names every field of
-/// `Policy` (no `..`), so a field added there must be compared here too.
-fn policy_changes(old: &Policy, new: &Policy) -> Vec<&'static str> {
-    macro_rules! changed {
-        ($($field:ident),* $(,)?) => {{
-            let Policy { $($field: _),* } = old;
-            let mut names = Vec::new();
-            $(if old.$field != new.$field {
-                names.push(stringify!($field));
-            })*
-            names
-        }};
-    }
-    changed!(
-        restart,
-        restart_delay,
-        backoff_max,
-        min_uptime,
-        max_restarts,
-        stop_signal,
-        stop_timeout,
-        ready,
-        ready_timeout,
-        health,
-        watchdog,
-        depends_on,
-        max_memory,
-        watch,
-        ignore,
-        update,
-        instances_max,
-        schedule,
-        cron_restart,
-    )
+/// The names of the fields whose values differ (both lists come from [`classes`]).
+fn changed<T: PartialEq>(
+    old: &[(&'static str, T)],
+    new: &[(&'static str, T)],
+) -> Vec<&'static str> {
+    old.iter()
+        .zip(new)
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, _)| a.0)
+        .collect()
 }
 
 #[cfg(test)]
@@ -326,6 +292,22 @@ mod tests {
                 Box::new(|s| s.umask = Some(0o027)),
                 AppChange {
                     replaced: vec!["umask"],
+                    ..Default::default()
+                },
+            ),
+            (
+                "instances = \"max\"",
+                Box::new(|s| s.instances_max = true),
+                AppChange {
+                    policy: vec!["instances"],
+                    ..Default::default()
+                },
+            ),
+            (
+                "watchdog",
+                Box::new(|s| s.watchdog = Some(Duration::from_secs(5))),
+                AppChange {
+                    policy: vec!["watchdog"],
                     ..Default::default()
                 },
             ),

@@ -62,13 +62,8 @@ fn changed(old: &AppSpec, new: &AppSpec, change: &AppChange) -> String {
         parts.push(format!("scale {from} -> {to}"));
     }
     if !change.policy.is_empty() {
-        let names: Vec<&str> = change
-            .policy
-            .iter()
-            // `instances = "max"` is the file's spelling of that flag.
-            .map(|&n| if n == "instances_max" { "instances" } else { n })
-            .collect();
-        parts.push(format!("{} changed (applied in place)", names.join(", ")));
+        let names = change.policy.join(", ");
+        parts.push(format!("{names} changed (applied in place)"));
     }
     if parts.is_empty() {
         "unchanged".to_string()
