@@ -16,6 +16,8 @@ mod control_pressure;
 mod diff;
 #[path = "it/docs.rs"]
 mod docs;
+#[path = "it/fuzz.rs"]
+mod fuzz;
 #[path = "it/guards.rs"]
 mod guards;
 #[path = "it/log_files.rs"]
@@ -46,5 +48,7 @@ mod schedule;
 mod shutdown;
 #[path = "it/static_binary.rs"]
 mod static_binary;
+#[path = "it/stress.rs"]
+mod stress;
 #[path = "it/top.rs"]
 mod top;

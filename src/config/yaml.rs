@@ -5,7 +5,7 @@
 use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
 
 use super::error::Pos;
-use super::node::{Entry, Kind, Node, Syntax, MAX_DEPTH};
+use super::node::{Entry, Kind, LineIndex, Node, Syntax, MAX_DEPTH};
 
 pub(crate) fn parse_yaml(text: &str) -> Result<Node, Vec<Syntax>> {
     // The parser is not ours: a panic inside it must become an error, never a crash.
@@ -14,11 +14,15 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Node, Vec<Syntax>> {
         Ok(Ok(docs)) => docs,
         Ok(Err(e)) => {
             let m = e.marker();
+            let pos = Pos {
+                line: m.line().max(1),
+                column: m.col() + 1,
+            };
+            // At the end of the input the parser points past the last line: say where
+            // the text ends instead.
+            let end = LineIndex::new(text).pos(text.len());
             return Err(vec![Syntax {
-                pos: Pos {
-                    line: m.line().max(1),
-                    column: m.col() + 1,
-                },
+                pos: pos.min(end),
                 message: format!("YAML syntax error: {}", e.info()),
             }]);
         }

@@ -21,13 +21,6 @@ fn write_in_place(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
 }
 
-/// A write-to-temp-then-rename save, as vim, VS Code or `sed -i`.
-fn write_rename(path: &Path, text: &str) {
-    let tmp = path.with_extension("toml.tmp");
-    fs::write(&tmp, text).unwrap();
-    fs::rename(&tmp, path).unwrap();
-}
-
 /// `[apps.NAME]` running the test app with `--pid-dir`, `instances` and `env`, plus any
 /// extra lines.
 fn app(h: &Harness, name: &str, instances: u32, env: &str, extra: &str) -> String {
@@ -65,26 +58,9 @@ fn all_starts(h: &Harness, app: &str) -> Vec<i32> {
     pids
 }
 
-/// The value of `name` in a live process's environment.
-fn environ_var(pid: i32, name: &str) -> Option<String> {
-    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let prefix = format!("{name}=");
-    raw.split(|&b| b == 0)
-        .map(|kv| String::from_utf8_lossy(kv).into_owned())
-        .find_map(|kv| kv.strip_prefix(&prefix).map(str::to_string))
-}
-
 /// How many `NAME started` events were logged so far.
 fn started_count(h: &Harness) -> usize {
     h.count_events(|t| t.contains(" started (pid "))
-}
-
-/// The live (non-zombie) descendants of supervise.
-fn live_descendants(h: &Harness) -> BTreeSet<i32> {
-    descendants(h.supervise_pid())
-        .into_iter()
-        .filter(|&p| alive(p))
-        .collect()
 }
 
 #[test]

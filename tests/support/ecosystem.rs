@@ -14,7 +14,8 @@
 //! anything else (arrays, inline tables).
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
 
 use super::{app_cmd, quote, Harness};
 
@@ -129,4 +130,11 @@ impl Harness {
         self.start(&config);
         config
     }
+}
+
+/// A write-to-temp-then-rename save, as vim, VS Code or `sed -i`.
+pub fn write_rename(path: &Path, text: &str) {
+    let tmp = path.with_extension("toml.tmp");
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, path).unwrap();
 }

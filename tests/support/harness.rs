@@ -2,6 +2,7 @@
 //! one `supervise` started on them (plainly, with a never-read stdout, or as PID 1 of a
 //! new pid namespace).
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::output::{spawn_reader, Output};
-use super::{children_of, cmdline, supervise_bin, LONG, POLL};
+use super::{alive, children_of, cmdline, descendants, supervise_bin, LONG, POLL};
 
 /// How supervise is started.
 pub(super) enum Mode {
@@ -325,4 +326,12 @@ impl<R: std::io::Read> std::io::Read for SlowRead<R> {
         let n = buf.len().min(4096);
         self.0.read(&mut buf[..n])
     }
+}
+
+/// The live (non-zombie) descendants of supervise.
+pub fn live_descendants(h: &Harness) -> BTreeSet<i32> {
+    descendants(h.supervise_pid())
+        .into_iter()
+        .filter(|&p| alive(p))
+        .collect()
 }

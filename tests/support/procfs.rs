@@ -158,3 +158,17 @@ pub fn vm_rss_kib(pid: i32) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
+
+/// The value of `name` in a live process's environment.
+pub fn environ_var(pid: i32, name: &str) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{name}=");
+    raw.split(|&b| b == 0)
+        .map(|kv| String::from_utf8_lossy(kv).into_owned())
+        .find_map(|kv| kv.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// Open file descriptors of a process (0 if it is gone).
+pub fn fd_count(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}

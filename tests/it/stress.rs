@@ -1,0 +1,471 @@
+//! Stress (issue 14 item 3): chaos of kill -9, output integrity, a reload storm and
+//! control floods, each checking that supervise ends where it should (every instance up,
+//! no zombie, its file descriptors back to where they were, nothing lost).
+//!
+//! The plain tests are short enough for `cargo test`. The long versions, with the figures
+//! for the README, run with
+//! `cargo test --release --test tests stress:: -- --ignored --nocapture`
+//! (60 s of chaos at 50 kills/s, 1M lines from 20 instances, 1000 edits, a 10-minute soak).
+//! Figures are printed, not asserted; what is asserted is the end state.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::support::*;
+
+/// A small xorshift: which instance to kill next (no dependency for a dice).
+struct Dice(u64);
+
+impl Dice {
+    fn new() -> Dice {
+        Dice(u64::from(std::process::id()) << 17 | 0x9e37_79b9)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// The live test-app instances directly under supervise.
+fn live_instances(h: &Harness) -> Vec<i32> {
+    children_of(h.supervise_pid())
+        .into_iter()
+        .filter(|&p| alive(p))
+        .filter(|&p| cmdline(p).is_some_and(|a| a[0].ends_with("supervise-testapp")))
+        .collect()
+}
+
+/// Wait until supervise holds no more than `fds` descriptors again (the count taken
+/// before may include a spawn's transient exec-error pipe); panics with what it holds.
+#[track_caller]
+fn wait_fds(h: &Harness, fds: usize) {
+    let pid = h.supervise_pid();
+    let mut now = 0;
+    let back = poll_until(
+        || {
+            now = fd_count(pid);
+            now <= fds
+        },
+        LONG,
+    );
+    assert!(
+        back,
+        "supervise holds {now} fds, {fds} before the stress: {:?}",
+        fd_targets(pid)
+    );
+}
+
+/// What each fd of `pid` points to.
+fn fd_targets(pid: i32) -> Vec<String> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut out: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|t| t.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// `n` instances that restart at once, for chaos.
+fn eager(h: &Harness, n: u32) -> Ecosystem {
+    Ecosystem::new()
+        .app("w", &["--pid-dir", h.pids()])
+        .set("instances", n)
+        .set("restart_delay", "0s")
+        .set("backoff_max", "0s")
+        .set("min_uptime", "0s")
+        .set("max_restarts", 0)
+}
+
+// ------------------------------------------------------------------------ chaos
+
+/// kill -9 of a random instance 50 times a second for `seconds`: afterwards every
+/// instance is up, no zombie is left, and supervise's fds are back to the start.
+fn chaos(seconds: u64) {
+    const N: usize = 8;
+    let mut h = Harness::new();
+    h.start_ecosystem(&eager(&h, N as u32));
+    h.wait_for(|| live_instances(&h).len() == N, LONG);
+    let sup = h.supervise_pid();
+    let (fds, rss) = (fd_count(sup), vm_rss_kib(sup));
+
+    let mut dice = Dice::new();
+    let mut kills = 0;
+    let start = Instant::now();
+    let mut tick = start;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let live = live_instances(&h);
+        if !live.is_empty() {
+            let victim = live[dice.below(live.len())];
+            if kill(Pid::from_raw(victim), Signal::SIGKILL).is_ok() {
+                kills += 1;
+            }
+        }
+        tick += Duration::from_millis(20);
+        if let Some(pace) = tick.checked_duration_since(Instant::now()) {
+            thread::sleep(pace); // the chaos's pace (50/s), not a wait
+        }
+    }
+    let stopped = Instant::now();
+    h.wait_for(
+        || live_instances(&h).len() == N && zombies_with_parent(sup).is_empty(),
+        LONG,
+    );
+    let all_up = stopped.elapsed();
+    wait_fds(&h, fds);
+    assert!(!h.has_exited());
+    eprintln!(
+        "chaos: {kills} kills in {:?} ({:.0}/s), all {N} up {all_up:?} after the last, \
+         0 zombies, fds {fds} -> {}, RSS {rss} KiB -> {} KiB, {} starts",
+        stopped - start,
+        kills as f64 / (stopped - start).as_secs_f64(),
+        fd_count(sup),
+        vm_rss_kib(sup),
+        h.count_events(|t| t.starts_with("w.") && t.contains(" started (pid ")),
+    );
+}
+
+#[test]
+fn chaos_of_kill_9_leaves_every_instance_up_and_nothing_behind() {
+    chaos(3);
+}
+
+#[test]
+#[ignore]
+fn stress_chaos_60_s_at_50_kills_a_second() {
+    chaos(60);
+}
+
+// ------------------------------------------------------------------------ integrity
+
+/// 20 instances print numbered lines: 5 start with a 70,000-byte line, 5 end with an
+/// unterminated one, and a `logs -f` client that never reads is attached throughout.
+/// supervise's stdout must hold every line of every instance once, in order, the long
+/// lines cut as documented and the partial ones printed at exit.
+fn integrity(lines_each: u64) {
+    const LONG_LINE: usize = 70_000;
+    let mut h = Harness::new();
+    let n = lines_each.to_string();
+    let eco = Ecosystem::new()
+        .app(
+            "long",
+            &["--line-bytes", "70000", "--print", &n, "--exit-after", "0"],
+        )
+        .set("instances", 5)
+        .set("restart", "never")
+        .app("plain", &["--print", &n, "--exit-after", "0"])
+        .set("instances", 10)
+        .set("restart", "never")
+        .app(
+            "part",
+            &[
+                "--print",
+                &n,
+                "--partial",
+                "no newline",
+                "--exit-after",
+                "0",
+            ],
+        )
+        .set("instances", 5)
+        .set("restart", "never");
+    let config = eco.write(&mut h);
+    h.start(&config);
+    // A `logs -f` client that never reads its pipe, attached while they print.
+    let mut stuck = h.cli_command(&["logs", "-f"]);
+    stuck.stdout(Stdio::piped());
+    let mut stuck = stuck.spawn().expect("spawn logs -f");
+    let started = Instant::now();
+    let status = h.wait_exit(LONG * 30);
+    let took = started.elapsed();
+
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in h.lines() {
+        if let Some((name, text)) = instance_line(&line) {
+            seen.entry(name.to_string())
+                .or_default()
+                .push(text.to_string());
+        }
+    }
+    let cut = " [cut: line continues]";
+    for (app, count) in [("long", 5), ("plain", 10), ("part", 5)] {
+        for i in 0..count {
+            let name = format!("{app}.{i}");
+            let texts = seen.remove(&name).unwrap_or_default();
+            let mut rest = texts.as_slice();
+            if app == "long" {
+                // Pieces, each but the last ending in the cut mark, making up the line.
+                let mut whole = String::new();
+                while let Some((first, tail)) = rest.split_first() {
+                    rest = tail;
+                    match first.strip_suffix(cut) {
+                        Some(piece) => whole.push_str(piece),
+                        None => {
+                            whole.push_str(first);
+                            break;
+                        }
+                    }
+                }
+                assert_eq!(whole.len(), LONG_LINE, "{name}: the long line");
+                assert!(whole.bytes().all(|b| b == b'x'), "{name}: the long line");
+            }
+            for k in 1..=lines_each {
+                let want = format!("line {k} of {name}");
+                match rest.split_first() {
+                    Some((got, tail)) if *got == want => rest = tail,
+                    other => panic!("{name}: expected {want:?}, found {:?}", other.map(|o| o.0)),
+                }
+            }
+            if app == "part" {
+                assert_eq!(rest, ["no newline"], "{name}: the partial last line");
+            } else {
+                assert!(
+                    rest.is_empty(),
+                    "{name}: more lines than printed: {:?}",
+                    &rest[..1]
+                );
+            }
+        }
+    }
+    assert!(
+        seen.is_empty(),
+        "output of unknown instances: {:?}",
+        seen.keys()
+    );
+    assert!(status.success(), "supervise exited with {status}");
+    let _ = stuck.kill();
+    let _ = stuck.wait();
+    eprintln!(
+        "integrity: {} lines from 20 instances (5 with a {LONG_LINE}-byte line, 5 ending \
+         unterminated), a stuck `logs -f` attached: none lost, merged or split, in {took:?}",
+        20 * lines_each + 5
+    );
+}
+
+#[test]
+fn every_line_of_20_instances_arrives_once_in_order() {
+    integrity(2_000);
+}
+
+#[test]
+#[ignore]
+fn stress_integrity_of_1m_lines_from_20_instances() {
+    integrity(50_000);
+}
+
+// ------------------------------------------------------------------------ reload storm
+
+/// `edits` saves (write, then rename, as editors do) as fast as the test can write them,
+/// each with a new `V` and 1..4 instances, the last with 3: supervise ends with exactly
+/// those 3, all with the last `V`, no zombie, its fds back to the start.
+fn storm(edits: u32) {
+    let mut h = Harness::new();
+    let version = |h: &Harness, i: u32, n: u32| {
+        Ecosystem::new()
+            .app("web", &["--pid-dir", h.pids()])
+            .set("instances", n)
+            .line(&format!("env = {{ V = \"{i}\" }}"))
+            .toml()
+    };
+    let config = h.write_config("eco.toml", &version(&h, 0, 3));
+    h.start(&config);
+    h.wait_for(|| live_instances(&h).len() == 3, LONG);
+    let sup = h.supervise_pid();
+    let fds = fd_count(sup);
+
+    let begun = Instant::now();
+    for i in 1..edits {
+        write_rename(&config, &version(&h, i, i % 4 + 1));
+    }
+    write_rename(&config, &version(&h, edits, 3));
+    let written = begun.elapsed();
+    let want = edits.to_string();
+    let mut state = String::new();
+    let converged = poll_until(
+        || {
+            let live = live_instances(&h);
+            let envs: Vec<Option<String>> = live.iter().map(|&p| environ_var(p, "V")).collect();
+            state = format!("live {live:?}, V {envs:?}");
+            live.len() == 3
+                && envs.iter().all(|v| v.as_deref() == Some(want.as_str()))
+                && zombies_with_parent(sup).is_empty()
+        },
+        LONG * 3,
+    );
+    assert!(
+        converged,
+        "no convergence to V={want}, 3 instances: {state}"
+    );
+    let took = begun.elapsed();
+    wait_fds(&h, fds);
+    eprintln!(
+        "reload storm: {edits} saves in {written:?}, converged {took:?} after the first; \
+         {} reloads applied, {} processes started, fds back to {fds}",
+        h.count_events(|t| t.starts_with("reloaded ")),
+        h.count_events(|t| t.starts_with("web.") && t.contains(" started (pid ")),
+    );
+}
+
+#[test]
+fn a_storm_of_200_saves_converges_on_the_last() {
+    storm(200);
+}
+
+#[test]
+#[ignore]
+fn stress_a_storm_of_1000_saves_converges_on_the_last() {
+    storm(1000);
+}
+
+// ------------------------------------------------------------------------ control floods
+
+/// One request on a fresh connection; the reply's `ok`.
+fn request(socket: &Path, line: &[u8]) -> Option<bool> {
+    let mut stream = UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(LONG)).ok()?;
+    stream.write_all(line).ok()?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&reply).ok()?;
+    value["ok"].as_bool()
+}
+
+/// `threads` clients, each making `each` status requests (one connection per request)
+/// while 20 more connections sit silent: every request is answered, a kill -9 meanwhile
+/// is still restarted, and the fds are back once the clients are gone.
+fn flood(threads: usize, each: usize) {
+    let mut h = Harness::new();
+    h.start_ecosystem(&eager(&h, 2));
+    h.wait_for(|| live_instances(&h).len() == 2, LONG);
+    let sup = h.supervise_pid();
+    let socket = socket(&h);
+    let fds = fd_count(sup);
+    let silent: Vec<UnixStream> = (0..20)
+        .filter_map(|_| UnixStream::connect(&socket).ok())
+        .collect();
+
+    let begun = Instant::now();
+    let clients: Vec<_> = (0..threads)
+        .map(|_| {
+            let socket = socket.clone();
+            thread::spawn(move || {
+                (0..each)
+                    .filter(|_| request(&socket, b"{\"v\":1,\"cmd\":\"status\"}\n") == Some(true))
+                    .count()
+            })
+        })
+        .collect();
+    let victim = h.wait_pid("w", 0);
+    kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    h.wait_pid_change("w", 0, victim, LONG);
+    let answered: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    let took = begun.elapsed();
+    assert_eq!(answered, threads * each, "requests answered");
+    drop(silent);
+    wait_fds(&h, fds);
+    eprintln!(
+        "control flood: {answered} status requests from {threads} clients in {took:?} \
+         ({:.0}/s) beside 20 silent connections, a kill -9 restarted meanwhile, fds back \
+         to {fds}",
+        answered as f64 / took.as_secs_f64()
+    );
+}
+
+#[test]
+fn a_control_flood_is_answered_and_supervision_goes_on() {
+    flood(8, 50);
+}
+
+#[test]
+#[ignore]
+fn stress_control_flood_of_20000_requests() {
+    flood(20, 1000);
+}
+
+// ------------------------------------------------------------------------ soak
+
+/// 10 minutes under load: 8 instances printing a line every 10 ms, one killed every
+/// second, a status request every 100 ms. RSS and fds are sampled each 30 s after a
+/// minute of warm-up; they must stay flat (fds exactly, RSS within 10% + 1 MiB).
+#[test]
+#[ignore]
+fn stress_soak_10_minutes_rss_and_fds_flat() {
+    const MINUTES: u64 = 10;
+    let mut h = Harness::new();
+    let eco = Ecosystem::new()
+        .app(
+            "w",
+            &[
+                "--pid-dir",
+                h.pids(),
+                "--print",
+                "100000000",
+                "--interval",
+                "10ms",
+            ],
+        )
+        .set("instances", 8)
+        .set("restart_delay", "0s")
+        .set("min_uptime", "0s")
+        .set("max_restarts", 0);
+    h.start_ecosystem(&eco);
+    h.wait_for(|| live_instances(&h).len() == 8, LONG);
+    let sup = h.supervise_pid();
+    let socket = socket(&h);
+    let mut dice = Dice::new();
+    let begun = Instant::now();
+    let mut samples: Vec<(u64, usize, u64)> = Vec::new();
+    let mut next_sample = Duration::from_secs(60);
+    let mut tick = begun;
+    let mut n = 0u64;
+    while begun.elapsed() < Duration::from_secs(MINUTES * 60) {
+        n += 1;
+        assert_eq!(
+            request(&socket, b"{\"v\":1,\"cmd\":\"status\"}\n"),
+            Some(true)
+        );
+        if n.is_multiple_of(10) {
+            let live = live_instances(&h);
+            if !live.is_empty() {
+                let _ = kill(Pid::from_raw(live[dice.below(live.len())]), Signal::SIGKILL);
+            }
+        }
+        if begun.elapsed() >= next_sample {
+            h.wait_for(|| live_instances(&h).len() == 8, LONG);
+            samples.push((begun.elapsed().as_secs(), fd_count(sup), vm_rss_kib(sup)));
+            eprintln!("soak: {:?}", samples.last().unwrap());
+            next_sample += Duration::from_secs(30);
+        }
+        tick += Duration::from_millis(100);
+        if let Some(pace) = tick.checked_duration_since(Instant::now()) {
+            thread::sleep(pace); // the load's pace, not a wait
+        }
+    }
+    let (_, fds0, rss0) = samples[0];
+    for &(at, fds, rss) in &samples {
+        assert_eq!(fds, fds0, "fds at {at} s: {samples:?}");
+        assert!(rss <= rss0 + rss0 / 10 + 1024, "RSS at {at} s: {samples:?}");
+    }
+    eprintln!(
+        "soak: {MINUTES} min, {n} status requests, {} kills, {} lines; fds {fds0} flat, \
+         RSS {rss0} -> {} KiB",
+        n / 10,
+        h.count_lines(|l| instance_line(l).is_some()),
+        samples.last().unwrap().2
+    );
+}
