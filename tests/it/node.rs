@@ -163,7 +163,7 @@ fn an_unchanged_app_runs_3_instances_on_one_port_and_restarts_behind_the_backlog
     let eco = config(
         port,
         3,
-        "restart_delay = \"1s\"\nmin_uptime = \"1h\"\nmax_restarts = 0\n",
+        "restart_delay = \"2s\"\nmin_uptime = \"1h\"\nmax_restarts = 0\n",
     );
     let path = h.write_config("ecosystem.toml", &eco);
     h.start(&path);
