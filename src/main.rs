@@ -1,23 +1,18 @@
 //! The `supervise` command: run an ecosystem, check one, or talk to a running supervise.
 
-use std::io::IsTerminal;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use supervise::cli::{Cli, Command};
-use supervise::control::client;
-use supervise::control::protocol::{Request, Response, Target};
-use supervise::control::table;
+use supervise::cli::{self, client, Cli, Command};
+use supervise::control::protocol::Request;
 use supervise::{config, os, runtime};
 
-/// Long enough for a rolling reload of a slow app; the server answers when done.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
-const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
-
 fn main() -> ExitCode {
+    // A shell asking for completions (`COMPLETE=bash supervise -- ...`): answer, exit.
+    cli::complete_if_asked(Cli::command);
     // Before anything opens a descriptor: inherited ones must not reach the apps.
     os::fds::close_inherited_on_exec();
     os::fds::reserve_low_fds();
@@ -27,18 +22,22 @@ fn main() -> ExitCode {
     match cli.command {
         None => run(cli.config, socket),
         Some(Command::Check { config }) => check(config),
-        Some(Command::Status { json }) => status(socket, json),
-        Some(Command::Logs {
-            target,
-            lines,
-            follow,
-        }) => logs(socket, target, lines, follow),
-        Some(Command::Restart { target }) => command(socket, Request::Restart { target }),
-        Some(Command::Reload { target }) => command(socket, Request::Reload { target }),
-        Some(Command::Stop { target }) => command(socket, Request::Stop { target }),
-        Some(Command::Start { target }) => command(socket, Request::Start { target }),
+        Some(Command::Status { target, json }) => {
+            client::status(socket, target, json, terminal_width())
+        }
+        Some(Command::Logs(args)) => client::logs(socket, args),
+        Some(Command::Restart { target }) => client::command(socket, Request::Restart { target }),
+        Some(Command::Reload { target }) => client::command(socket, Request::Reload { target }),
+        Some(Command::Stop { target }) => client::command(socket, Request::Stop { target }),
+        Some(Command::Start { target }) => client::command(socket, Request::Start { target }),
         Some(Command::Signal { signal, target }) => {
-            command(socket, Request::Signal { signal, target })
+            client::command(socket, Request::Signal { signal, target })
+        }
+        Some(Command::Scale { app, instances }) => cli::scale::scale(socket, &app, instances),
+        Some(Command::Shutdown) => client::command(socket, Request::Shutdown),
+        Some(Command::Completions { shell }) => {
+            let _ = std::io::stdout().write_all(&cli::completion_script(shell));
+            ExitCode::SUCCESS
         }
         Some(Command::Diff { config }) => diff(socket, config),
         Some(Command::Top) => top(socket),
@@ -86,7 +85,7 @@ fn run(path: Option<PathBuf>, socket: Option<&Path>) -> ExitCode {
     if let Some(warning) = runtime::fds_warning(&eco) {
         eprintln!("supervise: warning: {warning}");
     }
-    let socket = client::socket_path(socket, eco.settings.socket.as_deref());
+    let socket = supervise::control::client::socket_path(socket, eco.settings.socket.as_deref());
     ensure_run_dir(&socket);
     match runtime::run(eco, &socket) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
@@ -109,57 +108,6 @@ fn ensure_run_dir(socket: &Path) {
     }
 }
 
-/// The socket a client command talks to: as the server finds it, including
-/// `settings.socket` of the ecosystem file in the current folder, if there is one.
-fn client_socket(explicit: Option<&Path>) -> PathBuf {
-    let settings_socket = config::find_default(None)
-        .ok()
-        .and_then(|p| config::load(&p).ok())
-        .and_then(|eco| eco.settings.socket);
-    client::socket_path(explicit, settings_socket.as_deref())
-}
-
-fn ask(socket: Option<&Path>, request: Request, timeout: Duration) -> Result<Response, ExitCode> {
-    let path = client_socket(socket);
-    match client::request(&path, request, timeout) {
-        Ok(response) if response.ok => Ok(response),
-        Ok(response) => {
-            eprintln!(
-                "supervise: {}",
-                response
-                    .error
-                    .unwrap_or_else(|| "the request failed".into())
-            );
-            Err(ExitCode::from(1))
-        }
-        Err(e) => {
-            eprintln!("supervise: {e}");
-            Err(ExitCode::from(1))
-        }
-    }
-}
-
-fn status(socket: Option<&Path>, json: bool) -> ExitCode {
-    let response = match ask(socket, Request::Status, STATUS_TIMEOUT) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let report = response.status.unwrap_or_default();
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("a report always serializes")
-        );
-    } else {
-        let stdout = std::io::stdout();
-        let colour =
-            stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        let width = terminal_width().unwrap_or(if colour { 100 } else { 200 });
-        print!("{}", table::status_table(&report, width, colour));
-    }
-    ExitCode::SUCCESS
-}
-
 fn terminal_width() -> Option<usize> {
     if let Some(cols) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
         return Some(cols);
@@ -175,53 +123,8 @@ fn terminal_width() -> Option<usize> {
     (ok && size.ws_col > 0).then_some(size.ws_col as usize)
 }
 
-fn logs(socket: Option<&Path>, target: Target, lines: usize, follow: bool) -> ExitCode {
-    let request = Request::Logs {
-        target,
-        lines,
-        follow,
-    };
-    if !follow {
-        return match ask(socket, request, STATUS_TIMEOUT) {
-            Ok(response) => {
-                for line in &response.lines {
-                    println!("{}", table::log_line_text(line));
-                }
-                ExitCode::SUCCESS
-            }
-            Err(code) => code,
-        };
-    }
-    let path = client_socket(socket);
-    let result = client::follow(&path, request, &mut |line| {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        // A closed reader (`| head`) ends the follow.
-        writeln!(out, "{}", table::log_line_text(line)).is_ok() && out.flush().is_ok()
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("supervise: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn command(socket: Option<&Path>, request: Request) -> ExitCode {
-    match ask(socket, request, COMMAND_TIMEOUT) {
-        Ok(response) => {
-            if let Some(message) = response.message {
-                println!("{message}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
-    }
-}
-
 fn top(socket: Option<&Path>) -> ExitCode {
-    match supervise::top::run(&client_socket(socket)) {
+    match supervise::top::run(&client::client_socket(socket)) {
         Ok(status) => ExitCode::from(status),
         Err(why) => {
             eprintln!("supervise: {why}");
@@ -247,10 +150,10 @@ fn diff(socket: Option<&Path>, config: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match client::request(
-        &client_socket(socket),
+    match supervise::control::client::request(
+        &client::client_socket(socket),
         Request::Diff { config },
-        STATUS_TIMEOUT,
+        client::STATUS_TIMEOUT,
     ) {
         Ok(response) if response.ok => {
             for line in response.diff {

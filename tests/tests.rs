@@ -6,6 +6,8 @@ mod support;
 
 #[path = "it/check.rs"]
 mod check;
+#[path = "it/cli.rs"]
+mod cli;
 #[path = "it/cluster.rs"]
 mod cluster;
 #[path = "it/control.rs"]

@@ -8,6 +8,7 @@ pub mod model;
 pub use model::*;
 
 mod describe;
+pub mod edit;
 mod envfile;
 mod error;
 pub mod file;

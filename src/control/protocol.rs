@@ -38,12 +38,18 @@ pub enum Request {
         target: Target,
         lines: usize,
         follow: bool,
+        /// Only this stream's lines (and none of supervise's own events).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream: Option<LogStream>,
     },
     Restart {
         target: Target,
     },
+    /// With a target: rolling replacement; without: re-read the ecosystem file now,
+    /// as SIGHUP does.
     Reload {
-        target: Target,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<Target>,
     },
     Stop {
         target: Target,
@@ -61,6 +67,25 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         config: Option<String>,
     },
+    /// Stop everything and exit, as SIGTERM does.
+    Shutdown,
+}
+
+/// An instance's output stream, as `logs --out` / `--err` choose it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
 }
 
 impl Request {
@@ -75,16 +100,17 @@ impl Request {
             Request::Start { .. } => "start",
             Request::Signal { .. } => "signal",
             Request::Diff { .. } => "diff",
+            Request::Shutdown => "shutdown",
         }
     }
 
     /// The target, for the commands that have one.
     pub fn target(&self) -> Option<&Target> {
         match self {
-            Request::Status | Request::Diff { .. } => None,
+            Request::Status | Request::Diff { .. } | Request::Shutdown => None,
+            Request::Reload { target } => target.as_ref(),
             Request::Logs { target, .. }
             | Request::Restart { target }
-            | Request::Reload { target }
             | Request::Stop { target }
             | Request::Start { target }
             | Request::Signal { target, .. } => Some(target),
@@ -357,6 +383,19 @@ pub struct InstanceStatus {
     /// A job's (`schedule`) or `cron_restart` app's next time, local, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run: Option<String>,
+    /// The instance this one replaces (a reload or a changed command), while it still
+    /// serves or stops.
+    #[serde(default)]
+    pub outgoing: Option<Outgoing>,
+}
+
+/// The old instance of a slot being replaced.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Outgoing {
+    #[serde(default)]
+    pub pid: Option<i32>,
+    /// running (still serving, until its successor is ready) | stopping
+    pub state: String,
 }
 
 /// One log line, in `logs` answers and streamed by `logs --follow`.
@@ -395,9 +434,14 @@ mod tests {
                 target: t("web.1"),
                 lines: 20,
                 follow: true,
+                stream: None,
             },
             Request::Restart { target: t("all") },
-            Request::Reload { target: t("web") },
+            Request::Reload {
+                target: Some(t("web")),
+            },
+            Request::Reload { target: None },
+            Request::Shutdown,
             Request::Stop { target: t("web.0") },
             Request::Start { target: t("web") },
             Request::Signal {
@@ -484,6 +528,7 @@ mod tests {
                     ready: true,
                     status_text: Some("serving".into()),
                     next_run: Some("2026-11-30T07:00:00+00:00".into()),
+                    outgoing: None,
                 }],
             }),
             lines: vec![LogLine {
@@ -523,6 +568,7 @@ mod tests {
             "last_exit",
             "ready",
             "status_text",
+            "outgoing",
         ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }

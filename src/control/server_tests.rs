@@ -348,6 +348,7 @@ fn follow_streams_until_the_client_leaves() {
             target: Target::parse("web").unwrap(),
             lines: 2,
             follow: true,
+            stream: None,
         };
         client::follow(&p, req, &mut |l| {
             got.push(l.line.clone());
@@ -397,6 +398,7 @@ fn follow_gets_an_error_answer() {
             target: Target::parse("nope").unwrap(),
             lines: 2,
             follow: true,
+            stream: None,
         };
         client::follow(&p, req, &mut |_| true)
     });
@@ -417,6 +419,7 @@ fn a_reader_that_never_reads_is_dropped() {
         target: Target::parse("all").unwrap(),
         lines: 0,
         follow: true,
+        stream: None,
     };
     c.write_all(req.to_line().as_bytes()).unwrap();
     lp.run(&mut |_| Some(Response::ok()), &mut |l| l.requests() == 1);
@@ -512,6 +515,7 @@ fn idle_clients_go_before_followers_and_busy_ones() {
         target: Target::All,
         lines: 0,
         follow: true,
+        stream: None,
     };
     let restart = Request::Restart {
         target: Target::All,

@@ -1,9 +1,11 @@
 //! `supervise status` as a table that fits the terminal, like `pm2 ls`.
 //!
 //! Widths are counted in chars (every symbol used here is one column wide). When the
-//! table is too wide, the last column (the sd_notify STATUS text, then `last exit`)
-//! shrinks first, truncated with `…`; when it cannot shrink enough, whole columns are
-//! dropped by priority. `name` and `state` always stay.
+//! table is too wide (80 columns when the width is unknown), the sd_notify STATUS text,
+//! `last exit` and then the names shrink, truncated with `…` (a name keeps its `.N`);
+//! only when that is not enough are whole columns dropped, by priority. `name` and
+//! `state` always stay. The STATUS column shows only when some instance has a text.
+//! During a replacement the `pid` cell reads `NEW←OLD`: one row per instance.
 
 use super::protocol::{InstanceStatus, LogLine, StatusReport};
 
@@ -70,15 +72,26 @@ impl Col {
         matches!(self, Col::Pid | Col::Restarts | Col::Cpu | Col::Memory)
     }
 
-    fn shrinkable(self) -> bool {
-        matches!(self, Col::Status | Col::LastExit)
+    /// The narrowest a column shrinks to before columns are dropped.
+    fn min_width(self, natural: usize) -> usize {
+        let floor = match self {
+            Col::Status | Col::LastExit | Col::Name => MIN_SHRUNK,
+            _ => return natural,
+        };
+        natural.min(floor.max(self.header().chars().count()))
     }
 
     fn cell(self, i: &InstanceStatus) -> String {
         let or_dash = |o: Option<String>| o.unwrap_or_else(|| "-".to_string());
         match self {
             Col::Name => format!("{}.{}", i.app, i.index),
-            Col::Pid => or_dash(i.pid.map(|p| p.to_string())),
+            Col::Pid => {
+                let pid = or_dash(i.pid.map(|p| p.to_string()));
+                match i.outgoing.as_ref().and_then(|o| o.pid) {
+                    Some(old) => format!("{pid}←{old}"),
+                    None => pid,
+                }
+            }
             Col::State => i.state.clone(),
             Col::Restarts => i.restarts.to_string(),
             Col::Uptime => or_dash(i.uptime_ms.map(human_duration)),
@@ -133,22 +146,28 @@ pub fn status_table(report: &StatusReport, width: usize, colour: bool) -> String
             .max()
             .unwrap_or(0)
     };
+    if report
+        .instances
+        .iter()
+        .all(|i| i.status_text.as_deref().unwrap_or("").is_empty())
+    {
+        cols.retain(|c| *c != Col::Status);
+    }
     let mut widths: Vec<usize>;
     let mut drop = DROP_ORDER.iter();
     loop {
         widths = cols.iter().map(|c| natural(*c)).collect();
         let total: usize = widths.iter().sum::<usize>() + GAP.len() * (cols.len() - 1);
-        if total <= width {
-            break;
-        }
-        let excess = total - width;
-        let last = cols.len() - 1;
-        if cols[last].shrinkable() {
-            let min = widths[last].min(MIN_SHRUNK.max(cols[last].header().chars().count()));
-            if widths[last] >= min + excess {
-                widths[last] -= excess;
-                break;
+        let mut excess = total.saturating_sub(width);
+        for shrink in [Col::Status, Col::LastExit, Col::Name] {
+            if let Some(k) = cols.iter().position(|c| *c == shrink) {
+                let give = (widths[k] - shrink.min_width(widths[k])).min(excess);
+                widths[k] -= give;
+                excess -= give;
             }
+        }
+        if excess == 0 {
+            break;
         }
         match drop.find(|c| cols.contains(c)) {
             Some(c) => cols.retain(|x| x != c),
@@ -198,7 +217,11 @@ fn layout(
 ) -> String {
     let mut parts = Vec::with_capacity(cols.len());
     for (k, (col, w)) in cols.iter().zip(widths).enumerate() {
-        let t = truncate(&texts[k], *w);
+        let t = if *col == Col::Name {
+            truncate_name(&texts[k], *w)
+        } else {
+            truncate(&texts[k], *w)
+        };
         let pad = " ".repeat(w - t.chars().count());
         let cell = if col.right_aligned() {
             format!("{pad}{t}")
@@ -222,6 +245,19 @@ fn truncate(s: &str, width: usize) -> String {
     let mut t: String = s.chars().take(width - 1).collect();
     t.push('…');
     t
+}
+
+/// `app.N` in `width` chars, the app name shortened and the `.N` kept.
+fn truncate_name(s: &str, width: usize) -> String {
+    match s.rsplit_once('.') {
+        Some((app, n)) if s.chars().count() > width && n.len() + 2 <= width => {
+            let mut t = truncate(app, width - n.len() - 1);
+            t.push('.');
+            t.push_str(n);
+            t
+        }
+        _ => truncate(s, width),
+    }
 }
 
 /// `5s`, `3m`, `2h`, `4d`.
@@ -356,6 +392,30 @@ worker.0     -  errored   15
     }
 
     #[test]
+    fn long_names_are_shortened_at_80_columns_not_columns_cut() {
+        let mut r = report();
+        for i in &mut r.instances {
+            i.app = format!("{}-with-a-really-long-descriptive-name", i.app);
+            i.status_text = None;
+        }
+        r.instances[1].outgoing = Some(crate::control::protocol::Outgoing {
+            pid: Some(4100),
+            state: "running".into(),
+        });
+        let got = status_table(&r, 80, false);
+        let want = "\
+name                 pid  state      ↺  uptime   cpu    memory  last exit  ready
+web-with-a….0       4242  running    2  3m      0.3%  12.4 MiB  code 1     ✓
+web-with-a….1  4250←4100  starting   0  4s      104%     900 B  -          -
+worker-wit….0          -  errored   15  -          -         -  SIGKILL    -
+";
+        assert_eq!(got, want, "\n{got}");
+        for l in got.lines() {
+            assert!(l.chars().count() <= 80, "{l}");
+        }
+    }
+
+    #[test]
     fn every_width_fits_when_possible() {
         let r = report();
         for w in 18..220 {
@@ -375,7 +435,7 @@ worker.0     -  errored   15
         };
         let got = status_table(&r, 80, false);
         let want = "\
-name  pid  state  ↺  uptime  cpu  memory  last exit  ready  status
+name  pid  state  ↺  uptime  cpu  memory  last exit  ready
 (no instances)
 config error: eco.toml:3:9: apps.web.instances: expected a number
 ";

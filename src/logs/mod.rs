@@ -6,6 +6,7 @@ pub mod files;
 pub mod lines;
 mod open_files;
 pub mod output;
+pub mod recent;
 pub mod ring;
 pub mod writer;
 

@@ -86,6 +86,8 @@ enum Item {
 /// never blocks on stdout.
 pub struct Output {
     writer: Writer<Item>,
+    /// The last events, for `supervise logs` (see [`super::recent`]).
+    recent: std::sync::Mutex<super::recent::RecentEvents>,
 }
 
 impl Output {
@@ -123,7 +125,10 @@ impl Output {
         let drain = Stdout { fmt, sink };
         let writer = Writer::start("supervise-output", drain, QUEUE_BOUND, EVENT_BOUND, waker)
             .expect("cannot spawn the output thread");
-        Output { writer }
+        Output {
+            writer,
+            recent: Default::default(),
+        }
     }
 
     /// Names currently known, to align prefixes and pick colours: (app name, number of
@@ -137,11 +142,26 @@ impl Output {
     /// memory, and the rest are counted and reported once stdout moves again (a crash
     /// loop behind a stuck log reader must not grow supervise without limit).
     pub fn event(&self, text: &str) {
+        let time = SystemTime::now();
+        let ms = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.push(ms, text);
+        }
         let item = Item::Event {
-            time: SystemTime::now(),
+            time,
             text: text.to_owned(),
         };
         self.writer.push(item, true);
+    }
+
+    /// The events after sequence number `seq` (0: all kept), and the last number.
+    pub fn recent_events(&self, seq: u64) -> (Vec<super::recent::RecentEvent>, u64) {
+        match self.recent.lock() {
+            Ok(r) => (r.since(seq), r.last_seq()),
+            Err(_) => (Vec::new(), seq),
+        }
     }
 
     /// Lines from an instance. Refused, given back, when the queue already holds

@@ -10,20 +10,17 @@ use std::time::{Duration, Instant};
 use mio::Token;
 
 use super::Runtime;
-use crate::control::protocol::{
-    InstanceStatus, LogLine, Request, Response, SignalName, StatusReport, Target,
-};
+use crate::control::protocol::{LogLine, Request, Response, Target};
 use crate::control::server::{ClientId, ControlServer, ServerEvent};
-use crate::os;
 use crate::plan::{commands, preview};
-use crate::state::{state_of, Command, ExitStatus, Fact, Instance, InstanceId, Verb, Who};
+use crate::state::{Command, Fact, InstanceId, Verb};
 
 #[derive(Default)]
 pub(super) struct Control {
     pub(super) server: Option<ControlServer>,
-    pub(super) followers: Vec<(ClientId, Target)>,
+    pub(super) followers: Vec<super::follow::Follower>,
     /// Last cpu sample per process group, for cpu %.
-    cpu: HashMap<i32, (Duration, Instant)>,
+    pub(super) cpu: HashMap<i32, (Duration, Instant)>,
     /// Lines for `logs --follow` clients, filled while pipes are read.
     pub(super) outbox: Vec<LogLine>,
 }
@@ -38,13 +35,6 @@ impl Control {
 
     pub(super) fn following(&self) -> bool {
         !self.followers.is_empty()
-    }
-}
-
-fn exit_text(status: &ExitStatus) -> String {
-    match status {
-        ExitStatus::Signal(s) => s.as_str().to_string(),
-        other => other.to_string(),
     }
 }
 
@@ -81,7 +71,7 @@ impl Runtime {
                     self.on_request(client, request);
                 }
                 ServerEvent::Gone(client) => {
-                    self.control.followers.retain(|(c, _)| *c != client);
+                    self.control.followers.retain(|f| f.client != client);
                     self.record(Fact::ClientGone(client.0));
                 }
             }
@@ -117,7 +107,7 @@ impl Runtime {
         self.reply(Token(asker), response);
     }
 
-    fn reply(&mut self, client: ClientId, response: Response) -> bool {
+    pub(super) fn reply(&mut self, client: ClientId, response: Response) -> bool {
         match &mut self.control.server {
             Some(server) => server.reply(self.poll.registry(), client, &response),
             None => false,
@@ -125,7 +115,7 @@ impl Runtime {
     }
 
     /// The instances a target names in the running config.
-    fn resolve(&self, target: &Target) -> Result<Vec<InstanceId>, String> {
+    pub(super) fn resolve(&self, target: &Target) -> Result<Vec<InstanceId>, String> {
         let apps = &self.desired.eco.apps;
         let ids: Vec<InstanceId> = match target {
             Target::All => apps
@@ -170,28 +160,27 @@ impl Runtime {
                 target,
                 lines,
                 follow,
+                stream,
             } => {
-                let lines = self
-                    .ring
-                    .last(|app, index| target.matches(app, index), lines)
-                    .into_iter()
-                    .map(super::sinks::log_line)
-                    .collect();
-                let answered = self.reply(
+                self.answer_logs(client, target, lines, follow, stream);
+                return;
+            }
+            Request::Shutdown => {
+                self.reply(
                     client,
-                    Response {
-                        ok: true,
-                        lines,
-                        ..Default::default()
-                    },
+                    Response::message("stopping every app, then exiting"),
                 );
-                if follow && answered {
-                    self.control.followers.push((client, target));
-                }
+                self.output.event("shutdown asked by `supervise shutdown`");
+                self.shutdown(signal_hook::consts::SIGTERM);
+                return;
+            }
+            Request::Reload { target: None } => {
+                let response = self.reload_asked();
+                self.reply(client, response);
                 return;
             }
             Request::Signal { signal, target } => {
-                let response = self.signal_target(signal, &target);
+                let response = self.signal_target(signal.0, &target);
                 self.reply(client, response);
                 return;
             }
@@ -201,7 +190,9 @@ impl Runtime {
                 return;
             }
             Request::Restart { ref target }
-            | Request::Reload { ref target }
+            | Request::Reload {
+                target: Some(ref target),
+            }
             | Request::Stop { ref target }
             | Request::Start { ref target } => match self.resolve(target) {
                 Ok(ids) => {
@@ -251,122 +242,17 @@ impl Runtime {
         }
     }
 
-    fn signal_target(&mut self, SignalName(signal): SignalName, target: &Target) -> Response {
-        let ids = match self.resolve(target) {
-            Ok(ids) => ids,
-            Err(e) => return Response::error(e),
-        };
-        let mut sent = Vec::new();
-        for id in ids {
-            if let Some(pgid) = self.observed.instances.get(&id).and_then(Instance::pid) {
-                if os::signal_group(pgid, signal).is_ok() {
-                    sent.push(format!("{id} (pid {pgid})"));
-                }
-            }
-        }
-        if sent.is_empty() {
-            return Response::error(format!("{target}: nothing is running to signal"));
-        }
-        self.output
-            .event(&format!("sent {} to {}", signal.as_str(), sent.join(", ")));
-        Response::message(format!("sent {} to {}", signal.as_str(), sent.join(", ")))
-    }
-
-    /// Send what `logs --follow` clients asked for.
-    pub(super) fn flush_followers(&mut self) {
-        if self.control.outbox.is_empty() {
-            return;
-        }
-        let lines = std::mem::take(&mut self.control.outbox);
-        let Some(server) = &mut self.control.server else {
-            return;
-        };
-        let registry = self.poll.registry();
-        self.control.followers.retain(|(client, target)| {
-            lines
-                .iter()
-                .filter(|l| target.matches(&l.app, l.index))
-                .all(|l| server.send_line(registry, *client, l))
-        });
-    }
-
-    fn status_report(&mut self, now: Instant) -> StatusReport {
-        let mut rows: Vec<(Who, Option<&Instance>, InstanceId)> = Vec::new();
-        for app in &self.desired.eco.apps {
-            for index in 0..app.instances {
-                let id = InstanceId::new(&app.name, index);
-                rows.push((Who::Slot(id.clone()), self.observed.instances.get(&id), id));
-            }
-        }
-        // Instances on their way out: scaled down, removed, or replaced.
-        for (who, inst) in self.observed.all() {
-            let wanted = matches!(who, Who::Slot(_))
-                && self
-                    .desired
-                    .app(&inst.id.app)
-                    .is_some_and(|a| inst.id.index < a.instances);
-            if !wanted && inst.alive() {
-                rows.push((who, Some(inst), inst.id.clone()));
-            }
-        }
-        let pgids: Vec<i32> = rows
-            .iter()
-            .filter_map(|(_, i, _)| i.and_then(Instance::group))
-            .collect();
-        let usage = os::procfs::groups_usage(&pgids);
-        let mut samples = HashMap::new();
-        let mut instances = Vec::with_capacity(rows.len());
-        for (_, inst, id) in &rows {
-            let ready_kind = self.desired.app(&id.app).map(|a| &a.ready);
-            let held = self.desired.holds.contains(id);
-            let mut row = InstanceStatus {
-                app: id.app.clone(),
-                index: id.index,
-                state: state_of(*inst, ready_kind, held, now).as_str().into(),
-                next_run: self.observed.schedules.get(&id.app).and_then(|a| {
-                    let wall = chrono::DateTime::<chrono::Local>::from(a.wall?);
-                    Some(wall.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
-                }),
-                ..Default::default()
-            };
-            // A job's instance waits for its time: stopped until its first run.
-            if inst.is_none()
-                && self
-                    .desired
-                    .app(&id.app)
-                    .is_some_and(|a| a.schedule.is_some())
-            {
-                row.state = "stopped".into();
-            }
-            if let Some(inst) = inst {
-                row.pid = inst.pid();
-                row.restarts = inst.restarts();
-                row.ready = inst.is_ready(ready_kind, now);
-                row.status_text = inst.status_text.clone();
-                row.last_exit = inst.last_exit.as_ref().map(|(s, _)| exit_text(s));
-                row.uptime_ms = inst
-                    .started_at()
-                    .map(|t| now.saturating_duration_since(t).as_millis() as u64);
-                if let Some(u) = inst.group().and_then(|g| usage.get(&g).map(|u| (g, u))) {
-                    let (pgid, u) = u;
-                    row.memory_bytes = Some(u.rss_bytes);
-                    let prev = self
-                        .control
-                        .cpu
-                        .get(&pgid)
-                        .copied()
-                        .or_else(|| inst.started_at().map(|t| (Duration::ZERO, t)));
-                    row.cpu_percent = prev.map(|p| os::procfs::cpu_percent(p, (u.cpu, now)));
-                    samples.insert(pgid, (u.cpu, now));
-                }
-            }
-            instances.push(row);
-        }
-        self.control.cpu = samples;
-        StatusReport {
-            config: self.desired.eco.path.display().to_string(),
-            config_error: self.observed.config_error.clone(),
-            instances,
+    /// `supervise reload` without a target: the file is re-read now, as on SIGHUP; the
+    /// answer says whether it applied.
+    fn reload_asked(&mut self) -> Response {
+        let path = self.desired.eco.path.display().to_string();
+        self.output.event(&format!(
+            "reload asked by `supervise reload`: re-reading {path}"
+        ));
+        self.reload_file(true);
+        match &self.observed.config_error {
+            Some(e) => Response::error(format!("{path} was not applied: {e}")),
+            None => Response::message(format!("re-read {path}")),
         }
     }
 }

@@ -36,6 +36,7 @@ macro_rules! sinks {
 mod checks;
 mod control;
 mod exits;
+mod follow;
 mod launch;
 pub use launch::{fds_needed, fds_warning};
 mod logfiles;
@@ -45,6 +46,7 @@ mod pipes;
 mod reload;
 mod schedules;
 mod sinks;
+mod status;
 
 use std::collections::HashMap;
 use std::io;

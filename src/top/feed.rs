@@ -58,6 +58,7 @@ pub fn sample(socket: &Path, target: Option<&Target>, tick: bool) -> Result<Samp
                 target: t.clone(),
                 lines: LOG_LINES,
                 follow: false,
+                stream: None,
             };
             // The instance may have gone since the status: no lines, not a failure.
             let lines = ask(socket, request, SAMPLE_TIMEOUT)

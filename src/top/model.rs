@@ -196,7 +196,7 @@ impl Top {
             ),
             Action::ReloadApp => (
                 Request::Reload {
-                    target: app.clone(),
+                    target: Some(app.clone()),
                 },
                 format!("reloading {app}"),
             ),
@@ -371,7 +371,12 @@ mod tests {
         assert_eq!(top.outcome, Some(("restarted web.0".into(), false)));
 
         let (req, _) = top.act(Action::ReloadApp).unwrap();
-        assert_eq!(req, Request::Reload { target: t("web") });
+        assert_eq!(
+            req,
+            Request::Reload {
+                target: Some(t("web"))
+            }
+        );
         top.command_done(Err("no app `web`".into()));
         assert_eq!(
             top.outcome,

@@ -1,6 +1,6 @@
 //! The generated documentation in `man/` is kept equal to the command line it is generated
 //! from (`supervise::cli::Cli`, the one definition `main` parses): the man pages with
-//! clap_mangen, the shell completions with clap_complete. This test regenerates them in
+//! clap_mangen, the shell completion scripts as `supervise completions SHELL` prints them. This test regenerates them in
 //! memory and compares; `UPDATE_DOCS=1 cargo test --test tests docs` writes them instead.
 //!
 //! It also checks that the hand-written `man/supervise.toml.5` documents every key the
@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
-use clap_complete::Shell;
+use supervise::cli::CompletionShell;
 
 const UPDATE_COMMAND: &str = "UPDATE_DOCS=1 cargo test --test tests docs";
 
@@ -55,13 +55,13 @@ fn generated() -> Vec<(PathBuf, Vec<u8>)> {
         out.push((PathBuf::from("man").join(man.get_filename()), page));
     }
 
+    // The completion scripts are what `supervise completions SHELL` prints.
     for (shell, file) in [
-        (Shell::Bash, "supervise.bash"),
-        (Shell::Zsh, "_supervise"),
-        (Shell::Fish, "supervise.fish"),
+        (CompletionShell::Bash, "supervise.bash"),
+        (CompletionShell::Zsh, "_supervise"),
+        (CompletionShell::Fish, "supervise.fish"),
     ] {
-        let mut text = Vec::new();
-        clap_complete::generate(shell, &mut cmd.clone(), "supervise", &mut text);
+        let text = supervise::cli::completion_script(shell);
         out.push((PathBuf::from("man/completions").join(file), text));
     }
     out
