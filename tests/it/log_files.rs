@@ -51,13 +51,15 @@ instances = 2
     let want: Vec<String> = (46..=50)
         .map(|k| format!("count.0 | line {k} of count.0"))
         .collect();
+    // `--out`: the app's own lines only (plain `logs` adds supervise's events about it,
+    // see cli.rs).
     for target in ["count", "count.0"] {
-        let text = cli_ok(&h, &["logs", target, "-n", "5"]);
+        let text = cli_ok(&h, &["logs", target, "-n", "5", "--out"]);
         let got: Vec<&str> = text.lines().collect();
         assert_eq!(got, want, "logs {target} -n 5");
     }
 
-    let text = cli_ok(&h, &["logs", "web.1"]);
+    let text = cli_ok(&h, &["logs", "web.1", "--out"]);
     let got: Vec<&str> = text.lines().collect();
     assert_eq!(
         got,
@@ -67,7 +69,7 @@ instances = 2
         "logs web.1"
     );
 
-    let text = cli_ok(&h, &["logs", "-n", "5"]);
+    let text = cli_ok(&h, &["logs", "-n", "5", "--out"]);
     let got: Vec<&str> = text.lines().collect();
     assert_eq!(got.len(), 5, "logs -n 5: {text}");
     for line in got {
