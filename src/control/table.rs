@@ -4,7 +4,7 @@
 //! table is too wide (80 columns when the width is unknown), the sd_notify STATUS text,
 //! `last exit` and then the names shrink, truncated with `…` (a name keeps its `.N`);
 //! only when that is not enough are whole columns dropped, by priority. `name` and
-//! `state` always stay. The STATUS column shows only when some instance has a text.
+//! `state` always stay. The STATUS column shows only when some instance has one.
 //! During a replacement the `pid` cell reads `NEW←OLD`: one row per instance.
 
 use super::protocol::{InstanceStatus, LogLine, StatusReport};
@@ -149,7 +149,7 @@ pub fn status_table(report: &StatusReport, width: usize, colour: bool) -> String
     if report
         .instances
         .iter()
-        .all(|i| i.status_text.as_deref().unwrap_or("").is_empty())
+        .all(|i| Col::Status.cell(i).is_empty())
     {
         cols.retain(|c| *c != Col::Status);
     }
