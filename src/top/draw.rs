@@ -86,10 +86,14 @@ fn row(i: &InstanceStatus) -> Row<'static> {
         Line::from(or_dash(i.uptime_ms.map(human_duration))),
         Line::from(or_dash(i.cpu_percent.map(human_percent))),
         Line::from(or_dash(i.memory_bytes.map(human_bytes))),
-        // The sd_notify STATUS text, else how the last run ended.
-        Line::from(or_dash(i.status_text.clone().or_else(|| {
-            i.last_exit.as_ref().map(|e| format!("last exit: {e}"))
-        }))),
+        // The sd_notify STATUS text, else a job's next run, else how the last run ended.
+        Line::from(or_dash(
+            i.status_text
+                .as_deref()
+                .map(plain)
+                .or_else(|| i.next_run.as_deref().map(next_run))
+                .or_else(|| i.last_exit.as_ref().map(|e| format!("last exit: {e}"))),
+        )),
     ])
 }
 
@@ -189,13 +193,60 @@ fn draw_logs(frame: &mut Frame, area: Rect, top: &Top) {
             } else {
                 Style::new()
             };
-            Line::styled(l.line.replace('\t', "    "), style)
+            Line::styled(plain(&l.line), style)
         })
         .collect();
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(title)),
         area,
     );
+}
+
+/// A job's next time, short enough for the column: `next run 11-30 04:00` from
+/// RFC 3339 (`supervise status` has it whole).
+fn next_run(time: &str) -> String {
+    match (time.get(5..10), time.get(11..16)) {
+        (Some(day), Some(minute)) => format!("next run {day} {minute}"),
+        _ => format!("next run {time}"),
+    }
+}
+
+/// An app's text as it can be drawn: colour and other escape sequences removed (an
+/// app's own colours would show as `[31m`), tabs as spaces, other control characters
+/// dropped.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\t' => out.push_str("    "),
+            // CSI: ESC [ parameters, then one final byte in @..~.
+            '\x1b' if chars.peek() == Some(&'[') => {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC: ESC ] ... ended by BEL or ESC \.
+            '\x1b' if chars.peek() == Some(&']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                        break;
+                    }
+                }
+            }
+            // Any other escape: ESC, intermediate bytes (space../), one final byte.
+            '\x1b' => {
+                while chars.next_if(|c| (' '..='/').contains(c)).is_some() {}
+                chars.next();
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn help_line() -> Line<'static> {
@@ -268,6 +319,13 @@ mod tests {
                         last_exit: Some("code 3".into()),
                         ..Default::default()
                     },
+                    InstanceStatus {
+                        app: "cron".into(),
+                        state: "exited".into(),
+                        last_exit: Some("code 0".into()),
+                        next_run: Some("2026-11-30T04:00:00+01:00".into()),
+                        ..Default::default()
+                    },
                 ],
             },
             logs: Some((
@@ -294,7 +352,7 @@ mod tests {
         for want in [
             "supervise top",
             "/srv/eco.toml",
-            "2 apps, 3 instances",
+            "3 apps, 4 instances",
             "NAME",
             "RESTARTS",
             "> web.0",
@@ -306,6 +364,7 @@ mod tests {
             "worker.0",
             "backoff",
             "last exit: code 3",
+            "next run 11-30 04:00",
             "web cpu 4.0% (peak 4.0%)",
             "web memory 6.0 MiB",
             "web.0 last lines",
@@ -316,6 +375,21 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         assert_eq!(text.lines().count(), 30);
+    }
+
+    #[test]
+    fn app_text_is_drawn_plain() {
+        assert_eq!(
+            plain("\x1b[1;31mERROR\x1b[0m\tdisk full"),
+            "ERROR    disk full"
+        );
+        assert_eq!(
+            plain("\x1b]0;title\x07after \x1b]8;;u\x1b\\link"),
+            "after link"
+        );
+        assert_eq!(plain("a\x1b(Bb\rc\x1b"), "abc");
+        assert_eq!(plain("naïve ✓"), "naïve ✓");
+        assert_eq!(plain("\x1b["), "");
     }
 
     #[test]
