@@ -412,33 +412,12 @@ def bench_memory_idle(procs: Procs, sup_bin: str, work: str, n: int,
 
 # ----------------------------------------------------------------------------- 4. scale
 
-FORK_LOOP_C = r"""
-/* The floor for starting N processes: fork and exec them in a plain loop. */
-#include <signal.h>
-#include <stdlib.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-    int n = atoi(argv[1]);
-    for (int i = 0; i < n; i++) {
-        pid_t pid = fork();
-        if (pid == 0) {
-            execv(argv[2], argv + 2);
-            _exit(127);
-        }
-    }
-    for (;;) pause();
-}
-"""
-
-
 def build_fork_loop(work: str) -> str:
-    """Compile the fork+exec loop in this run (cc -O2)."""
-    src = os.path.join(work, "fork_loop.c")
-    exe = os.path.join(work, "fork_loop")
-    with open(src, "w") as f:
-        f.write(FORK_LOOP_C)
+    """Compile bench/forkloop.c (the C baselines, shared with compare.py) in this run."""
+    exe = os.path.join(work, "forkloop")
     try:
-        r = subprocess.run(["cc", "-O2", "-o", exe, src], capture_output=True, text=True)
+        r = subprocess.run(["cc", "-O2", "-o", exe, os.path.join(REPO, "bench", "forkloop.c")],
+                           capture_output=True, text=True)
     except FileNotFoundError:
         raise BenchError("no C compiler (cc) for the fork+exec baseline")
     if r.returncode != 0:
@@ -472,7 +451,7 @@ def bench_scale(procs: Procs, sup_bin: str, testapp: str, work: str, sizes: list
         for rep in range(reps):
             starts = os.path.join(work, f"loop-{n}-{rep}")
             t0 = time.monotonic_ns()
-            p = procs.popen([loop, str(n), testapp, "--report-start", starts],
+            p = procs.popen([loop, "spawn", str(n), testapp, "--report-start", starts],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
             try:

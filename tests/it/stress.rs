@@ -401,7 +401,7 @@ fn stress_control_flood_of_20000_requests() {
 
 /// 10 minutes under load: 8 instances printing a line every 10 ms, one killed every
 /// second, a status request every 100 ms. RSS and fds are sampled each 30 s after a
-/// minute of warm-up; they must stay flat (fds exactly, RSS within 10% + 1 MiB).
+/// minute of warm-up; they must stay flat.
 #[test]
 #[ignore]
 fn stress_soak_10_minutes_rss_and_fds_flat() {
@@ -456,9 +456,18 @@ fn stress_soak_10_minutes_rss_and_fds_flat() {
             thread::sleep(pace); // the load's pace, not a wait
         }
     }
-    let (_, fds0, rss0) = samples[0];
+    // Flat: the floor of the fds never rises (a sample may catch one spawn's or one
+    // request's descriptor in flight), RSS within 10% + 1 MiB of the first sample.
+    let (_, _, rss0) = samples[0];
+    let floor = |s: &[(u64, usize, u64)]| s.iter().map(|x| x.1).min().unwrap();
+    let fds0 = floor(&samples[..3]);
+    assert_eq!(
+        floor(&samples[samples.len() - 3..]),
+        fds0,
+        "fds: {samples:?}"
+    );
     for &(at, fds, rss) in &samples {
-        assert_eq!(fds, fds0, "fds at {at} s: {samples:?}");
+        assert!(fds <= fds0 + 2, "fds at {at} s: {samples:?}");
         assert!(rss <= rss0 + rss0 / 10 + 1024, "RSS at {at} s: {samples:?}");
     }
     eprintln!(
