@@ -44,6 +44,8 @@ mod restart;
 mod rollout;
 #[path = "it/run.rs"]
 mod run;
+#[path = "it/safer_rollout.rs"]
+mod safer_rollout;
 #[path = "it/schedule.rs"]
 mod schedule;
 #[path = "it/shutdown.rs"]

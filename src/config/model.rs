@@ -179,6 +179,11 @@ pub struct AppSpec {
     pub schedule: Option<CronTimes>,
     /// A rolling restart at these times (PM2's `cron_restart`).
     pub cron_restart: Option<CronTimes>,
+    /// Rolling updates: how long a new instance must stay ready (and healthy) before
+    /// its old one is stopped; an exit or a failed health check meanwhile rolls back.
+    pub min_ready: Duration,
+    /// Rolling updates: how many instances are replaced at once.
+    pub max_surge: u32,
 }
 
 impl AppSpec {
@@ -222,6 +227,8 @@ impl AppSpec {
             port: None,
             schedule: None,
             cron_restart: None,
+            min_ready: Duration::ZERO,
+            max_surge: 1,
         }
     }
 }

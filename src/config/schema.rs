@@ -58,6 +58,8 @@ pub(crate) const APP_KEYS: &[&str] = &[
     "port",
     "schedule",
     "cron_restart",
+    "min_ready",
+    "max_surge",
 ];
 
 /// At most this many instances per app (SPEC).
@@ -292,6 +294,7 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
         ("min_uptime", &mut spec.min_uptime),
         ("stop_timeout", &mut spec.stop_timeout),
         ("ready_timeout", &mut spec.ready_timeout),
+        ("min_ready", &mut spec.min_ready),
     ] {
         if let Some(v) = get(key) {
             set(slot, ctx.duration(v, &join(&path, key)));
@@ -299,6 +302,17 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
     }
     if let Some(v) = get("watchdog") {
         spec.watchdog = ctx.duration(v, &join(&path, "watchdog"));
+    }
+    if let Some(v) = get("max_surge") {
+        let p = join(&path, "max_surge");
+        match ctx.whole(v, &p, MAX_INSTANCES) {
+            Some(0) => ctx.error(
+                v.pos,
+                &p,
+                "expected at least 1 (instances replaced at once)",
+            ),
+            n => set(&mut spec.max_surge, n.map(|n| n as u32)),
+        }
     }
     if let Some(v) = get("max_restarts") {
         let n = ctx.whole(v, &join(&path, "max_restarts"), u32::MAX.into());

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::{is_ready, Action, Desired, Plan};
+use crate::config::units::format_duration;
 use crate::config::{AppSpec, ReadySpec};
 use crate::state::{Instance, InstanceId, Observed, Purpose, Who, Why};
 
@@ -64,7 +65,7 @@ pub(super) fn plan_checks(
     if waits_for_fact(&app.ready) && run.ready_at.is_none() {
         let deadline = started + app.ready_timeout;
         if now >= deadline {
-            return ready_timeout(desired.generation(app), id, observed, plan);
+            return ready_timeout(app, desired.generation(app), id, observed, plan);
         }
         plan.wake(deadline);
         if probed(&app.ready) && !run.probe_in_flight {
@@ -106,13 +107,23 @@ pub(super) fn plan_checks(
 
 /// Not ready within `ready_timeout`. During a rolling update the old instance takes
 /// its place back and the app stays on the old version; otherwise the run failed.
-fn ready_timeout(generation: u64, id: &InstanceId, observed: &Observed, plan: &mut Plan) -> bool {
+fn ready_timeout(
+    app: &AppSpec,
+    generation: u64,
+    id: &InstanceId,
+    observed: &Observed,
+    plan: &mut Plan,
+) -> bool {
     let old_serves = observed
         .outgoing
         .values()
         .any(|o| &o.id == id && o.alive() && o.stop().is_none());
     let action = if old_serves {
-        Action::Rollback(id.clone(), generation)
+        let why = format!(
+            "was not ready within {}",
+            format_duration(app.ready_timeout)
+        );
+        Action::Rollback(id.clone(), generation, why)
     } else {
         Action::Stop(Who::Slot(id.clone()), Why::NotReady)
     };

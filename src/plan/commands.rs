@@ -82,8 +82,12 @@ pub fn verdict(
             let rolled_back = observed.failed_generation.get(&id.app) == Some(&generation)
                 && inst.generation != generation;
             if rolled_back {
+                let why = observed
+                    .rollback_why
+                    .get(&id.app)
+                    .map_or("did not get ready", String::as_str);
                 return Some(Err(format!(
-                    "{id}: the new instance did not get ready; the old one keeps running"
+                    "{id}: the new instance {why}; rolled back, the old one keeps running"
                 )));
             }
         }

@@ -57,7 +57,7 @@ enum Policy<'a> {
 struct Classes<'a> {
     shape: [(&'static str, Shaping<'a>); 12],
     instances: u32,
-    policy: [(&'static str, Policy<'a>); 19],
+    policy: [(&'static str, Policy<'a>); 21],
 }
 
 /// Every field of `AppSpec`, sorted into its class. No `..`: see the module doc.
@@ -101,6 +101,8 @@ fn classes(spec: &AppSpec) -> Classes<'_> {
         update,
         schedule,
         cron_restart,
+        min_ready,
+        max_surge,
     } = spec;
     Classes {
         shape: [
@@ -139,6 +141,8 @@ fn classes(spec: &AppSpec) -> Classes<'_> {
             ("instances", Policy::Flag(*instances_max)),
             ("schedule", Policy::Cron(schedule.as_ref())),
             ("cron_restart", Policy::Cron(cron_restart.as_ref())),
+            ("min_ready", Policy::Time(*min_ready)),
+            ("max_surge", Policy::Count(*max_surge)),
         ],
     }
 }

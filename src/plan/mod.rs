@@ -16,6 +16,7 @@ pub mod diff;
 pub mod order;
 pub mod preview;
 pub mod reload;
+mod rollout;
 pub mod schedule;
 
 pub use crate::state::Purpose;
@@ -72,9 +73,10 @@ pub enum Action {
     Probe(Who, Purpose),
     /// A `delay` readiness has elapsed: record the instance as ready.
     Ready(InstanceId),
-    /// A rolling update's new instance was not ready within `ready_timeout`: the old
-    /// one takes the slot back, the app stays off this generation.
-    Rollback(InstanceId, u64),
+    /// A rolling update's new instance was not ready within `ready_timeout`, or did not
+    /// stay up and healthy for `min_ready` (the text says which): the old one takes the
+    /// slot back, the app stays off this generation.
+    Rollback(InstanceId, u64, String),
     /// Sample the resident memory of these instances' groups (`max_memory`).
     SampleMemory(Vec<(Who, i32)>),
     /// The ecosystem file changed and the debounce has passed: read it again.
@@ -154,12 +156,9 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
     let deps_ready = dependencies_ready(app, desired, observed, now, plan);
     let generation = desired.generation(app);
     let job = app.schedule.is_some();
-    // One replacement at a time per app: wait while an outgoing instance still serves
-    // for a successor that is not ready yet.
-    let mut replacing = observed
-        .outgoing
-        .values()
-        .any(|o| o.id.app == app.name && o.alive() && o.stop().is_none());
+    // At most `max_surge` replacements at a time per app: wait while that many
+    // outgoing instances still serve for successors that are not ready (or stable) yet.
+    let mut replacing = rollout::replacing(app, observed);
     for index in 0..app.instances {
         let id = InstanceId::new(&app.name, index);
         if desired.holds.contains(&id) {
@@ -175,6 +174,10 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
             }
             continue;
         };
+        if let Some(why) = rollout::unstable(app, inst, observed, generation) {
+            plan.actions.push(Action::Rollback(id, generation, why));
+            continue;
+        }
         // A job's run is not replaced by a new version: the next run uses it.
         let outdated = !job && (inst.outdated || inst.generation != generation);
         let ended = match &inst.phase {
@@ -186,8 +189,8 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
                         UpdateStrategy::Recreate => {
                             drive_stop(Who::Slot(id), inst, Why::Asked, desired, now, plan)
                         }
-                        UpdateStrategy::Rolling if !replacing => {
-                            replacing = true;
+                        UpdateStrategy::Rolling if replacing < app.max_surge => {
+                            replacing += 1;
                             plan.actions.push(Action::Replace(id));
                         }
                         UpdateStrategy::Rolling => {}
@@ -258,7 +261,7 @@ fn plan_outgoing(
     let successor_ready = observed
         .instances
         .get(&inst.id)
-        .is_some_and(|s| is_ready(spec, s, now, plan));
+        .is_some_and(|s| rollout::stable(spec, s, now, plan));
     if !wanted || successor_ready {
         drive_stop(who, inst, Why::Asked, desired, now, plan);
     }

@@ -1,6 +1,7 @@
 //! Simulations of the reconcile loop: facts in, actions out, time as an argument.
 
 mod decisions;
+mod rollouts;
 mod schedules;
 
 use super::*;
@@ -88,9 +89,10 @@ impl Sim {
             Action::Forget(w) => self.record(Fact::Forgotten(w.clone())),
             Action::Probe(w, _) => self.record(Fact::ProbeStarted(w.clone())),
             Action::Ready(i) => self.record(Fact::Ready(Who::Slot(i.clone()))),
-            Action::Rollback(i, generation) => self.record(Fact::RolledBack {
+            Action::Rollback(i, generation, why) => self.record(Fact::RolledBack {
                 id: i.clone(),
                 generation: *generation,
+                why: why.clone(),
             }),
             Action::SampleMemory(watched) => {
                 let samples = watched

@@ -29,15 +29,17 @@ impl Runtime {
                 self.output.event(&format!("{id} is ready (delay)"));
                 self.record(Fact::Ready(Who::Slot(id)));
             }
-            Action::Rollback(id, generation) => {
-                let timeout = self.desired.app(&id.app).map(|a| a.ready_timeout);
+            Action::Rollback(id, generation, why) => {
                 self.output.event(&format!(
-                    "{id}: the new version was not ready within {}; keeping the old \
-                     instance and leaving {} on its previous version",
-                    format_duration(timeout.unwrap_or_default()),
+                    "{id}: the new version {why}; keeping the old instance and leaving {} \
+                     on its previous version",
                     id.app
                 ));
-                self.record(Fact::RolledBack { id, generation });
+                self.record(Fact::RolledBack {
+                    id,
+                    generation,
+                    why,
+                });
             }
             Action::SampleMemory(watched) => {
                 let pgids: Vec<i32> = watched.iter().map(|(_, pgid)| *pgid).collect();

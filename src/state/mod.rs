@@ -188,6 +188,8 @@ pub struct Observed {
     /// Per app, a generation whose rolling update failed (its new instance never got
     /// ready): the app stays on the old version until the file changes again.
     pub failed_generation: BTreeMap<String, u64>,
+    /// Per app, what the rolled-back new instance did (for the log and `reload`).
+    pub rollback_why: BTreeMap<String, String>,
     pub changes: Changes,
     /// When resident memory was last sampled for `max_memory`.
     pub memory_sampled_at: Option<Instant>,

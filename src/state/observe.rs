@@ -91,6 +91,8 @@ pub enum Fact<'a> {
     RolledBack {
         id: InstanceId,
         generation: u64,
+        /// What the new instance did (`did not get ready within 30s`).
+        why: String,
     },
     /// The record is gone and no longer wanted.
     Forgotten(Who),
@@ -287,6 +289,7 @@ pub fn observe(obs: &mut Observed, fact: Fact<'_>, now: Instant) {
                 Reading::Applied => {
                     obs.config_error = None;
                     obs.failed_generation.clear();
+                    obs.rollback_why.clear();
                 }
             }
         }
@@ -318,10 +321,16 @@ pub fn observe(obs: &mut Observed, fact: Fact<'_>, now: Instant) {
             obs.shutdown = Some(Shutdown { at: now, force });
         }
         Fact::Replaced(id) => replace(obs, &id),
-        Fact::RolledBack { id, generation } => {
+        Fact::RolledBack {
+            id,
+            generation,
+            why,
+        } => {
             if let Some(new) = rollback(obs, &id) {
                 obs.failed_generation.insert(id.app.clone(), generation);
-                if let Some(run) = obs.outgoing.get_mut(&new).and_then(Instance::run_mut) {
+                obs.rollback_why.insert(id.app.clone(), why);
+                let run = new.and_then(|new| obs.outgoing.get_mut(&new));
+                if let Some(run) = run.and_then(Instance::run_mut) {
                     run.stop_wanted = Some(Why::RolledBack);
                 }
             }
@@ -426,15 +435,19 @@ fn replace(obs: &mut Observed, id: &InstanceId) {
 }
 
 /// Swap the slot's new instance with its outgoing predecessor; the new one's key.
-fn rollback(obs: &mut Observed, id: &InstanceId) -> Option<i32> {
+fn rollback(obs: &mut Observed, id: &InstanceId) -> Option<Option<i32>> {
     let old_key = *obs
         .outgoing
         .iter()
         .find(|(_, o)| &o.id == id && o.alive() && o.stop().is_none())?
         .0;
-    let new_key = obs.instances.get(id)?.group()?;
+    obs.instances.get(id)?;
     let old = obs.outgoing.remove(&old_key)?;
     let new = obs.instances.insert(id.clone(), old)?;
-    obs.outgoing.insert(new_key, new);
+    // A new instance that already exited leaves nothing to stop.
+    let new_key = new.group();
+    if let Some(key) = new_key {
+        obs.outgoing.insert(key, new);
+    }
     Some(new_key)
 }

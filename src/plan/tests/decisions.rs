@@ -138,7 +138,7 @@ fn ready_timeout_of_a_new_version_rolls_back_to_the_old_one() {
     assert_eq!(
         without_probes(s.step()),
         vec![
-            Action::Rollback(id("web", 0), generation),
+            Action::Rollback(id("web", 0), generation, "was not ready within 1s".into()),
             Action::Stop(Who::Old(new), Why::RolledBack)
         ]
     );
