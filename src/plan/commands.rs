@@ -1,7 +1,8 @@
 //! When a control command is done: `stop` when nothing of its instances is left,
 //! `start` when they run and are ready, `restart` and `reload` when they run a run that
-//! began after the command and are ready. A command that cannot succeed (an errored
-//! instance, a rolled-back update) is answered with the failure at once; one that
+//! began after the command and are ready. A command that cannot succeed (an instance
+//! that crashed since the command, an errored instance, a rolled-back update) is
+//! answered with the failure at once; one that
 //! takes longer than its instances' stop and ready timeouts is answered as not done.
 
 use std::time::{Duration, Instant};
@@ -74,6 +75,16 @@ pub fn verdict(
                     .is_some_and(|(_, at)| *at >= command.since) =>
             {
                 return Some(Ok(format!("{id} ran and exited with {status}")));
+            }
+            // A run of ours crashed since the command (not one we stopped): the command
+            // fails with its exit, whatever the policy does next.
+            Some(Next::Restart(_)) if command.verb != Verb::Stop => {
+                let crashed = inst.ended().is_some_and(|e| e.stop.is_none());
+                if let Some((status, at)) = &inst.last_exit {
+                    if crashed && *at >= command.since {
+                        return Some(Err(format!("{id} exited with {status}")));
+                    }
+                }
             }
             _ => {}
         }

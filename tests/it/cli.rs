@@ -326,3 +326,34 @@ fn completions_offer_app_and_signal_names() {
         cli_ok(&h, &["completions", "bash"])
     );
 }
+
+#[test]
+fn restart_answers_once_ready_and_fails_with_the_exit_of_a_crash() {
+    let mut h = Harness::new();
+    let config = Ecosystem::new()
+        .app("slow", &[])
+        .set("ready", Raw("{ delay = \"800ms\" }"))
+        .app("crash", &["--exit-after", "300ms", "--exit-code", "3"])
+        .set("ready", Raw("{ delay = \"5s\" }"))
+        .set("restart_delay", "10s")
+        .write(&mut h);
+    h.start(&config);
+    wait_running(&h, "slow", 1);
+    // Success only once the new run is ready: right after, status says so.
+    let t0 = std::time::Instant::now();
+    let said = cli_ok(&h, &["restart", "slow"]);
+    assert!(said.contains("slow.0 restarted"), "{said}");
+    assert!(
+        t0.elapsed() >= std::time::Duration::from_millis(700),
+        "{:?}",
+        t0.elapsed()
+    );
+    let slow = instance(&status_json(&h), "slow", 0).clone();
+    assert_eq!(slow["state"], "running", "{slow:#}");
+    assert_eq!(slow["ready"], true, "{slow:#}");
+    // A run that crashes before it is ready fails the command with its exit.
+    for verb in ["restart", "start"] {
+        let out = h.cli(&[verb, "crash"]);
+        fails_with(&out, "crash.0 exited with code 3");
+    }
+}
