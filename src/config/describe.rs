@@ -80,7 +80,15 @@ pub fn describe(eco: &Ecosystem) -> String {
             let _ = writeln!(out, "  env:        {}", keys.join(", "));
         }
         if !app.depends_on.is_empty() {
-            let _ = writeln!(out, "  depends_on: {}", app.depends_on.join(", "));
+            let deps: Vec<String> = app
+                .depends_on
+                .iter()
+                .map(|d| match d.condition {
+                    crate::config::Condition::Ready => d.app.clone(),
+                    other => format!("{} ({})", d.app, other.as_str()),
+                })
+                .collect();
+            let _ = writeln!(out, "  depends_on: {}", deps.join(", "));
         }
     }
     out

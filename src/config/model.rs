@@ -119,6 +119,48 @@ pub struct Limit {
     pub value: Option<u64>,
 }
 
+/// What a dependent waits for before it starts (docker compose's three conditions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Condition {
+    /// Every instance of the dependency runs.
+    Started,
+    /// Every instance is ready (or finished cleanly).
+    #[default]
+    Ready,
+    /// Every instance exited with a success code (a one-shot job).
+    Completed,
+}
+
+impl Condition {
+    pub const NAMES: [&'static str; 3] = ["started", "ready", "completed"];
+    pub const ALL: [Condition; 3] = [Condition::Started, Condition::Ready, Condition::Completed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Ready => "ready",
+            Condition::Completed => "completed",
+        }
+    }
+}
+
+/// One `depends_on` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Dependency {
+    pub app: String,
+    pub condition: Condition,
+}
+
+impl From<&str> for Dependency {
+    /// `depends_on = ["db"]`: wait until db is ready.
+    fn from(app: &str) -> Dependency {
+        Dependency {
+            app: app.to_string(),
+            condition: Condition::Ready,
+        }
+    }
+}
+
 /// The program to execute: already resolved against `PATH` (or `/bin/sh -c` with
 /// `shell = true`), so spawning never searches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -162,7 +204,7 @@ pub struct AppSpec {
     pub ready_timeout: Duration,
     pub health: Option<HealthSpec>,
     pub watchdog: Option<Duration>,
-    pub depends_on: Vec<String>,
+    pub depends_on: Vec<Dependency>,
     pub user: Option<String>,
     pub group: Option<String>,
     pub limits: Vec<Limit>,

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::error::Pos;
-use super::model::{AppSpec, LogFormat, RestartPolicy, Settings, UpdateStrategy};
+use super::model::{
+    AppSpec, Condition, Dependency, LogFormat, RestartPolicy, Settings, UpdateStrategy,
+};
 use super::node::{Entry, Node};
 use super::per_instance;
 use super::read::{elem, join, Ctx};
@@ -68,8 +70,8 @@ pub(crate) const MAX_INSTANCES: u64 = 10_000;
 /// An app as converted, with the positions the cross-app checks need.
 pub(crate) struct Draft {
     pub spec: AppSpec,
-    /// `depends_on` entries with their positions.
-    pub depends_on: Vec<(String, Pos)>,
+    /// `depends_on` entries with their positions and key paths.
+    pub depends_on: Vec<(String, Pos, String)>,
     /// Position of each `listen` entry (same order as `spec.listen`).
     pub listen_pos: Vec<Pos>,
 }
@@ -358,15 +360,15 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
     if let Some(v) = get("health") {
         spec.health = structured::health(ctx, v, &join(&path, "health"));
     }
-    let mut depends_on = Vec::new();
+    let mut depends_on: Vec<(String, Pos, String)> = Vec::new();
     if let Some(v) = get("depends_on") {
-        for (dep, pos) in ctx
-            .strings(v, &join(&path, "depends_on"), true)
-            .unwrap_or_default()
-        {
-            if !depends_on.iter().any(|(d, _)| *d == dep) {
-                spec.depends_on.push(dep.clone());
-                depends_on.push((dep, pos));
+        for (app, condition, pos, key) in dependencies(ctx, v, &join(&path, "depends_on")) {
+            if !depends_on.iter().any(|(d, _, _)| *d == app) {
+                spec.depends_on.push(Dependency {
+                    app: app.clone(),
+                    condition,
+                });
+                depends_on.push((app, pos, key));
             }
         }
     }
@@ -482,4 +484,26 @@ fn umask(ctx: &mut Ctx, node: &Node, path: &str) -> Option<u32> {
             None
         }
     }
+}
+
+/// `depends_on = ["db"]` (each must be ready) or `depends_on = { db = "ready", migrate =
+/// "completed" }`: the app, its condition, its position and its key path.
+fn dependencies(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<(String, Condition, Pos, String)> {
+    let Some(entries) = node.entries() else {
+        return ctx
+            .strings(node, path, true)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (app, pos))| (app, Condition::Ready, pos, elem(path, i)))
+            .collect();
+    };
+    entries
+        .iter()
+        .filter_map(|e| {
+            let key = join(path, &e.key);
+            let i = ctx.choice(&e.value, &key, &Condition::NAMES)?;
+            Some((e.key.clone(), Condition::ALL[i], e.key_pos, key))
+        })
+        .collect()
 }

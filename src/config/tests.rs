@@ -192,7 +192,7 @@ fn every_key_toml_and_yaml_agree() {
     assert_eq!(health.timeout, Duration::from_secs(2));
     assert_eq!(health.failures, 2);
     assert_eq!(web.watchdog, Some(Duration::from_secs(30)));
-    assert_eq!(web.depends_on, ["db"]);
+    assert_eq!(web.depends_on, [Dependency::from("db")]);
     assert_eq!(web.user.as_deref(), Some("root"));
     assert_eq!(web.group.as_deref(), Some("0"));
     assert_eq!(
@@ -346,4 +346,28 @@ fn listen_addresses_that_cannot_be_bound_are_located_errors() {
         err.contains(":3:35: apps.web.listen[1]: cannot listen on tcp://127.0.0.1:3001: address already in use"),
         "{err}"
     );
+}
+
+#[test]
+fn depends_on_table_form_names_a_condition_per_dependency() {
+    let text = "[apps.web]\ncommand = \"true\"\n\
+                depends_on = { db = \"ready\", migrate = \"completed\", cache = \"started\" }\n\
+                [apps.db]\ncommand = \"true\"\n[apps.migrate]\ncommand = \"true\"\n\
+                [apps.cache]\ncommand = \"true\"\n";
+    let eco = load_str(Path::new("/tmp/eco.toml"), text).unwrap();
+    let dep = |app: &str, condition| Dependency {
+        app: app.into(),
+        condition,
+    };
+    let want = [
+        dep("db", Condition::Ready),
+        dep("migrate", Condition::Completed),
+        dep("cache", Condition::Started),
+    ];
+    assert_eq!(eco.apps[0].depends_on, want);
+    let yaml = "apps:\n  web:\n    command: \"true\"\n    depends_on: {db: ready, migrate: completed, cache: started}\n  \
+                db:\n    command: \"true\"\n  migrate:\n    command: \"true\"\n  cache:\n    command: \"true\"\n";
+    let eco = load_str(Path::new("/tmp/eco.yaml"), yaml).unwrap();
+    assert_eq!(eco.apps[0].depends_on, want);
+    assert!(describe(&eco).contains("depends_on: db, migrate (completed), cache (started)"));
 }

@@ -216,6 +216,15 @@ fn depends_on_unknown_and_cycles() {
         yaml("apps:\n  a:\n    command: \"true\"\n    depends_on: [a]\n"),
         "ecosystem.yaml:4:18: apps.a.depends_on[0]: dependency cycle: a -> a"
     );
+    // The table form: errors name the dependency's key.
+    assert_eq!(
+        toml("[apps.api]\ncommand = \"true\"\ndepends_on = { db = \"done\" }\n[apps.db]\ncommand = \"true\"\n"),
+        "ecosystem.toml:3:21: apps.api.depends_on.db: expected one of \"started\", \"ready\", \"completed\", found \"done\""
+    );
+    assert_eq!(
+        toml("[apps.api]\ncommand = \"true\"\ndepends_on = { dbb = \"ready\" }\n[apps.db]\ncommand = \"true\"\n"),
+        "ecosystem.toml:3:16: apps.api.depends_on.dbb: unknown app `dbb`; did you mean `db`?"
+    );
 }
 
 #[test]

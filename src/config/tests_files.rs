@@ -74,5 +74,8 @@ fn fixtures_good_and_examples_load() {
     assert_eq!(examples.apps, examples_yaml.apps);
     assert_eq!(examples.app("worker").unwrap().instances, 3);
     let deps = load(&manifest("config-examples/depends-on.toml")).unwrap();
-    assert_eq!(deps.app("api").unwrap().depends_on, ["db"]);
+    assert_eq!(
+        deps.app("api").unwrap().depends_on,
+        [Dependency::from("db")]
+    );
 }

@@ -43,10 +43,6 @@ fn bindable(ctx: &mut Ctx, drafts: &[Draft], can_bind: BindCheck) {
     }
 }
 
-fn dep_path(app: &str, i: usize) -> String {
-    elem(&join(&join("apps", app), "depends_on"), i)
-}
-
 /// How many unknown `depends_on` names get a "did you mean" (a search over all names).
 const DEPENDENCY_HINTS: usize = 16;
 
@@ -64,7 +60,7 @@ fn dependencies(ctx: &mut Ctx, drafts: &[Draft]) {
     let mut edges: Vec<Vec<(usize, usize, Pos)>> = Vec::new();
     for d in drafts {
         let mut out = Vec::new();
-        for (i, (dep, pos)) in d.depends_on.iter().enumerate() {
+        for (i, (dep, pos, key)) in d.depends_on.iter().enumerate() {
             match index.get(dep.as_str()) {
                 Some(&to) => out.push((to, i, *pos)),
                 None => {
@@ -77,7 +73,7 @@ fn dependencies(ctx: &mut Ctx, drafts: &[Draft]) {
                         None => String::new(),
                     };
                     let msg = format!("unknown app `{dep}`{hint}");
-                    ctx.error(*pos, &dep_path(&d.spec.name, i), msg);
+                    ctx.error(*pos, key, msg);
                 }
             }
         }
@@ -117,7 +113,7 @@ fn dependencies(ctx: &mut Ctx, drafts: &[Draft]) {
                         .collect();
                     names.push(drafts[to].spec.name.as_str());
                     let msg = format!("dependency cycle: {}", names.join(" -> "));
-                    ctx.error(pos, &dep_path(&drafts[node].spec.name, i), msg);
+                    ctx.error(pos, &drafts[node].depends_on[i].2, msg);
                 }
                 Mark::Done => {}
             }

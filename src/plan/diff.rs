@@ -15,8 +15,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::config::{
-    AppSpec, CommandLine, CronTimes, HealthSpec, Limit, ListenAddr, ReadySpec, RestartPolicy,
-    UpdateStrategy,
+    AppSpec, CommandLine, CronTimes, Dependency, HealthSpec, Limit, ListenAddr, ReadySpec,
+    RestartPolicy, UpdateStrategy,
 };
 
 /// The value of one process-shaping field, borrowed from a spec.
@@ -46,6 +46,7 @@ enum Policy<'a> {
     Ready(&'a ReadySpec),
     Health(Option<&'a HealthSpec>),
     Names(&'a [String]),
+    Dependencies(&'a [Dependency]),
     Bytes(Option<u64>),
     Paths(&'a [PathBuf]),
     Update(UpdateStrategy),
@@ -132,7 +133,7 @@ fn classes(spec: &AppSpec) -> Classes<'_> {
             ("ready_timeout", Policy::Time(*ready_timeout)),
             ("health", Policy::Health(health.as_ref())),
             ("watchdog", Policy::MaybeTime(*watchdog)),
-            ("depends_on", Policy::Names(depends_on)),
+            ("depends_on", Policy::Dependencies(depends_on)),
             ("max_memory", Policy::Bytes(*max_memory)),
             ("watch", Policy::Paths(watch)),
             ("ignore", Policy::Names(ignore)),

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::config::{AppSpec, Ecosystem, UpdateStrategy};
+use crate::config::{AppSpec, Condition, Ecosystem, UpdateStrategy};
 use crate::state::{Instance, InstanceId, Next, Observed, Phase, Who, Why};
 
 /// What supervise is asked to run: the file, plus per-app restart epochs (a `watch`
@@ -83,6 +83,9 @@ pub enum Action {
     Reload,
     /// An app's watched files changed and the debounce has passed: roll the app.
     WatchRestart(String),
+    /// An app's start waits for a dependency that failed for good (`Some`, with the
+    /// reason), or no longer does (`None`).
+    Blocked { app: String, reason: Option<String> },
     /// A control command is done (or failed, or ran out of time): answer it.
     Answer {
         ticket: u64,
@@ -153,7 +156,10 @@ pub fn plan(desired: &Desired, observed: &Observed, now: Instant) -> Plan {
 }
 
 fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant, plan: &mut Plan) {
-    let deps_ready = dependencies_ready(app, desired, observed, now, plan);
+    let deps = dependencies(app, desired, observed, now, plan);
+    let deps_ready = deps == Ok(true);
+    // A start that is due but waits for a dependency that failed for good.
+    let mut withheld = false;
     let generation = desired.generation(app);
     let job = app.schedule.is_some();
     // At most `max_surge` replacements at a time per app: wait while that many
@@ -172,6 +178,7 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
             if deps_ready && !job {
                 plan.actions.push(Action::Spawn(id));
             }
+            withheld = true;
             continue;
         };
         if let Some(why) = rollout::unstable(app, inst, observed, generation) {
@@ -203,6 +210,7 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
                 if deps_ready {
                     plan.actions.push(Action::Spawn(id));
                 }
+                withheld = true;
                 continue;
             }
         };
@@ -225,6 +233,14 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
         if due && deps_ready {
             plan.actions.push(Action::Spawn(id));
         }
+        withheld |= due;
+    }
+    let blocked = deps.err().filter(|_| withheld);
+    if observed.blocked.get(&app.name) != blocked.as_ref() {
+        plan.actions.push(Action::Blocked {
+            app: app.name.clone(),
+            reason: blocked,
+        });
     }
     for inst in observed.instances.values() {
         if inst.id.app == app.name && inst.id.index >= app.instances {
@@ -281,31 +297,49 @@ pub fn is_ready(spec: Option<&AppSpec>, inst: &Instance, now: Instant, plan: &mu
     }
 }
 
-/// Every instance of every dependency is up and ready, or finished cleanly (a one-shot
-/// job such as a migration).
-fn dependencies_ready(
+/// Whether the app's dependencies let it start: `Ok(true)` when every instance of every
+/// dependency meets its condition (`started`: runs; `ready`: is ready; `completed`:
+/// exited with success; a clean finish meets all three), `Ok(false)` while some does
+/// not yet, `Err(reason)` when one failed for good (errored, or finished non-zero).
+fn dependencies(
     app: &AppSpec,
     desired: &Desired,
     observed: &Observed,
     now: Instant,
     plan: &mut Plan,
-) -> bool {
-    app.depends_on.iter().all(|dep| {
-        let Some(dep) = desired.app(dep) else {
-            return true;
+) -> Result<bool, String> {
+    let mut met = true;
+    for dep in &app.depends_on {
+        let Some(spec) = desired.app(&dep.app) else {
+            continue;
         };
-        (0..dep.instances).all(|index| {
-            match observed.instances.get(&InstanceId::new(&dep.name, index)) {
-                Some(inst) => {
-                    is_ready(Some(dep), inst, now, plan)
-                        || inst
-                            .ended()
-                            .is_some_and(|e| matches!(&e.next, Next::Finished(s) if s.success()))
-                }
-                None => false,
+        for index in 0..spec.instances {
+            let id = InstanceId::new(&spec.name, index);
+            let Some(inst) = observed.instances.get(&id) else {
+                met = false;
+                continue;
+            };
+            let failed = match inst.ended().map(|e| &e.next) {
+                Some(Next::Finished(status)) if status.success() => continue,
+                Some(Next::Finished(status)) => Some(format!("{id} exited with {status}")),
+                Some(Next::Errored) => Some(format!("{id} errored")),
+                _ => None,
+            };
+            if let Some(failed) = failed {
+                return Err(format!(
+                    "dependency {} ({}) failed: {failed}",
+                    dep.app,
+                    dep.condition.as_str()
+                ));
             }
-        })
-    })
+            met &= match dep.condition {
+                Condition::Started => inst.up(),
+                Condition::Ready => is_ready(Some(spec), inst, now, plan),
+                Condition::Completed => false,
+            };
+        }
+    }
+    Ok(met)
 }
 
 /// An instance that must go: stop it, then forget it once nothing of it is left.

@@ -15,7 +15,7 @@ pub fn start_order(eco: &Ecosystem) -> Vec<usize> {
                 continue;
             }
             let deps_placed = app.depends_on.iter().all(|dep| {
-                match eco.apps.iter().position(|a| &a.name == dep) {
+                match eco.apps.iter().position(|a| a.name == dep.app) {
                     Some(j) => placed[j],
                     None => true,
                 }
@@ -38,6 +38,6 @@ pub fn start_order(eco: &Ecosystem) -> Vec<usize> {
 pub fn dependents<'a>(eco: &'a Ecosystem, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     eco.apps
         .iter()
-        .filter(move |a| a.depends_on.iter().any(|d| d == name))
+        .filter(move |a| a.depends_on.iter().any(|d| d.app == name))
         .map(|a| a.name.as_str())
 }

@@ -1,6 +1,7 @@
 //! Simulations of the reconcile loop: facts in, actions out, time as an argument.
 
 mod decisions;
+mod depends;
 mod rollouts;
 mod schedules;
 
@@ -140,6 +141,10 @@ impl Sim {
                 self.record(Fact::ScheduleFired { app, run: None });
             }
             Action::DropSchedule(app) => self.record(Fact::ScheduleDropped(app.clone())),
+            Action::Blocked { app, reason } => self.record(Fact::Blocked {
+                app: app.clone(),
+                reason: reason.clone(),
+            }),
             Action::Exit(_) => {}
         }
     }

@@ -69,6 +69,13 @@ impl Runtime {
             Action::RunJob { app, skip } => self.run_job(app, skip),
             Action::ScheduledRestart(app) => self.scheduled_restart(app),
             Action::DropSchedule(app) => self.record(Fact::ScheduleDropped(app)),
+            Action::Blocked { app, reason } => {
+                if let Some(reason) = &reason {
+                    self.output
+                        .event(&format!("{app} is not started: {reason}"));
+                }
+                self.record(Fact::Blocked { app, reason });
+            }
             Action::Exit(_) => {}
         }
     }

@@ -107,6 +107,12 @@ impl Runtime {
                     .into(),
                 });
             }
+            // Not started because a dependency failed for good: say why.
+            if row.pid.is_none() {
+                if let Some(reason) = self.observed.blocked.get(&id.app) {
+                    row.status_text = Some(format!("blocked: {reason}"));
+                }
+            }
             instances.push(row);
         }
         self.control.cpu = samples;

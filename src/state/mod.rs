@@ -195,6 +195,8 @@ pub struct Observed {
     pub memory_sampled_at: Option<Instant>,
     /// Control commands not answered yet.
     pub commands: Vec<Command>,
+    /// Apps whose start waits for a dependency that failed for good, with the reason.
+    pub blocked: BTreeMap<String, String>,
     /// The last command's ticket.
     pub tickets: u64,
     /// Per app with `schedule` or `cron_restart`: its next time.

@@ -116,6 +116,11 @@ pub enum Fact<'a> {
     Answered(u64),
     /// A control client left; its commands are dropped.
     ClientGone(usize),
+    /// An app's start waits for a dependency that failed for good, or no longer does.
+    Blocked {
+        app: String,
+        reason: Option<String>,
+    },
 }
 
 /// Record one fact.
@@ -365,6 +370,14 @@ pub fn observe(obs: &mut Observed, fact: Fact<'_>, now: Instant) {
         }
         Fact::Answered(ticket) => obs.commands.retain(|c| c.ticket != ticket),
         Fact::ClientGone(asker) => obs.commands.retain(|c| c.asker != asker),
+        Fact::Blocked { app, reason } => match reason {
+            Some(reason) => {
+                obs.blocked.insert(app, reason);
+            }
+            None => {
+                obs.blocked.remove(&app);
+            }
+        },
     }
 }
 
