@@ -66,28 +66,7 @@ pub fn verdict(
             continue;
         }
         let inst = inst?;
-        match inst.ended().map(|e| &e.next) {
-            Some(Next::Errored) => return Some(Err(format!("{id} errored"))),
-            Some(Next::Finished(status))
-                if inst
-                    .last_exit
-                    .as_ref()
-                    .is_some_and(|(_, at)| *at >= command.since) =>
-            {
-                return Some(Ok(format!("{id} ran and exited with {status}")));
-            }
-            // A run of ours crashed since the command (not one we stopped): the command
-            // fails with its exit, whatever the policy does next.
-            Some(Next::Restart(_)) if command.verb != Verb::Stop => {
-                let crashed = inst.ended().is_some_and(|e| e.stop.is_none());
-                if let Some((status, at)) = &inst.last_exit {
-                    if crashed && *at >= command.since {
-                        return Some(Err(format!("{id} exited with {status}")));
-                    }
-                }
-            }
-            _ => {}
-        }
+        // A rolled-back update says so first: its new instance's exit is part of it.
         if let Some(spec) = spec {
             let generation = desired.generation(spec);
             let rolled_back = observed.failed_generation.get(&id.app) == Some(&generation)
@@ -101,6 +80,34 @@ pub fn verdict(
                     "{id}: the new instance {why}; rolled back, the old one keeps running"
                 )));
             }
+        }
+        match inst.ended().map(|e| &e.next) {
+            Some(Next::Errored) => return Some(Err(format!("{id} errored"))),
+            Some(Next::Finished(status))
+                if inst
+                    .last_exit
+                    .as_ref()
+                    .is_some_and(|(_, at)| *at >= command.since) =>
+            {
+                return Some(Ok(format!("{id} ran and exited with {status}")));
+            }
+            // A run of ours crashed since the command (not one we stopped): the command
+            // fails with its exit, whatever the policy does next.
+            Some(Next::Restart(_)) if command.verb != Verb::Stop => {
+                // During a rolling update the old instance still serves: the plan
+                // rolls back, and that is the answer.
+                let updating = observed
+                    .outgoing
+                    .values()
+                    .any(|o| &o.id == id && o.alive() && o.stop().is_none());
+                let crashed = inst.ended().is_some_and(|e| e.stop.is_none()) && !updating;
+                if let Some((status, at)) = &inst.last_exit {
+                    if crashed && *at >= command.since {
+                        return Some(Err(format!("{id} exited with {status}")));
+                    }
+                }
+            }
+            _ => {}
         }
         let fresh =
             command.verb == Verb::Start || inst.started_at().is_some_and(|t| t >= command.since);
