@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::error::Pos;
-use super::model::{
-    AppSpec, Condition, Dependency, LogFormat, RestartPolicy, Settings, UpdateStrategy,
-};
+use super::model::{AppSpec, Dependency, LogFormat, RestartPolicy, Settings, UpdateStrategy};
 use super::node::{Entry, Node};
 use super::per_instance;
 use super::read::{elem, join, Ctx};
@@ -362,7 +360,9 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
     }
     let mut depends_on: Vec<(String, Pos, String)> = Vec::new();
     if let Some(v) = get("depends_on") {
-        for (app, condition, pos, key) in dependencies(ctx, v, &join(&path, "depends_on")) {
+        for (app, condition, pos, key) in
+            structured::dependencies(ctx, v, &join(&path, "depends_on"))
+        {
             if !depends_on.iter().any(|(d, _, _)| *d == app) {
                 spec.depends_on.push(Dependency {
                     app: app.clone(),
@@ -484,26 +484,4 @@ fn umask(ctx: &mut Ctx, node: &Node, path: &str) -> Option<u32> {
             None
         }
     }
-}
-
-/// `depends_on = ["db"]` (each must be ready) or `depends_on = { db = "ready", migrate =
-/// "completed" }`: the app, its condition, its position and its key path.
-fn dependencies(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<(String, Condition, Pos, String)> {
-    let Some(entries) = node.entries() else {
-        return ctx
-            .strings(node, path, true)
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(i, (app, pos))| (app, Condition::Ready, pos, elem(path, i)))
-            .collect();
-    };
-    entries
-        .iter()
-        .filter_map(|e| {
-            let key = join(path, &e.key);
-            let i = ctx.choice(&e.value, &key, &Condition::NAMES)?;
-            Some((e.key.clone(), Condition::ALL[i], e.key_pos, key))
-        })
-        .collect()
 }

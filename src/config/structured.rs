@@ -5,9 +5,10 @@ use std::path::Path;
 
 use nix::sys::resource::Resource;
 
-use super::model::{CommandLine, HealthCheck, HealthSpec, Limit, ListenAddr, ReadySpec};
+use super::error::Pos;
+use super::model::{CommandLine, Condition, HealthCheck, HealthSpec, Limit, ListenAddr, ReadySpec};
 use super::node::{Kind, Node};
-use super::read::{join, Ctx};
+use super::read::{elem, join, Ctx};
 
 /// `tcp://HOST:PORT` (IPv4, `[IPv6]`, `localhost`) or `unix:PATH` (relative to `base`).
 pub(crate) fn listen(s: &str, base: &Path) -> Result<ListenAddr, String> {
@@ -234,4 +235,30 @@ pub(crate) fn limits(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<Limit> {
         }
     }
     out
+}
+
+/// `depends_on = ["db"]` (each must be ready) or `depends_on = { db = "ready", migrate =
+/// "completed" }`: the app, its condition, its position and its key path.
+pub(crate) fn dependencies(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &str,
+) -> Vec<(String, Condition, Pos, String)> {
+    let Some(entries) = node.entries() else {
+        return ctx
+            .strings(node, path, true)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (app, pos))| (app, Condition::Ready, pos, elem(path, i)))
+            .collect();
+    };
+    entries
+        .iter()
+        .filter_map(|e| {
+            let key = join(path, &e.key);
+            let i = ctx.choice(&e.value, &key, &Condition::NAMES)?;
+            Some((e.key.clone(), Condition::ALL[i], e.key_pos, key))
+        })
+        .collect()
 }
