@@ -660,7 +660,9 @@ def report(ctx: Ctx, keys: list[str], res: Results, versions: dict, command: str
         "(no way to share a port); the reload or restart starts "
         f"{a.op_at:g} s into the load (supervise: the file saved with a new VERSION / "
         "`supervise restart`; PM2: `pm2 reload --update-env` / `pm2 restart`; "
-        "supervisord: `supervisorctl update` after the edit / `supervisorctl restart`).",
+        "supervisord: `supervisorctl update` after the edit / `supervisorctl restart`). "
+        "wrk counts every refused or reset connection as a failure, so a window with no "
+        "listener at all shows as tens of thousands.",
     ]
     for (row, col), err in sorted(res.errors.items()):
         if not err.startswith("n/a"):

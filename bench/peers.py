@@ -244,9 +244,10 @@ class Supervise(Peer):
             out.append(f"instances = {a.instances}")
             if a.cwd:
                 out.append(f"cwd = {toml_str(a.cwd)}")
-            if a.env:
+            env = dict(a.env, **({"PORT": str(a.port)} if a.port else {}))
+            if env:
                 out.append("env = { " + ", ".join(f"{k} = {toml_str(v)}"
-                                                  for k, v in a.env.items()) + " }")
+                                                  for k, v in env.items()) + " }")
             if a.eager:
                 out += ['restart_delay = "0s"', 'backoff_max = "0s"', 'min_uptime = "0s"',
                         "max_restarts = 0"]
