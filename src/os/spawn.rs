@@ -283,14 +283,15 @@ unsafe fn exec_child(image: &mut Image) -> libc::c_int {
 
 unsafe fn prepare_child(image: &mut Image) -> Result<(), libc::c_int> {
     // Handlers of supervise (signal-hook's) must not run in the child: back to the
-    // default, as exec would do. SIGPIPE too: Rust ignores it, apps expect the default.
+    // default, as exec would do. Ignored signals too (SIGPIPE, which Rust ignores, and
+    // whatever supervise's own parent ignored: `nohup`, `sh -c '... &'` ignoring
+    // SIGINT/SIGQUIT), as systemd does: an app must not ignore its own stop signal.
     let mut action: libc::sigaction = std::mem::zeroed();
     for signal in 1..65 {
         if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;
         }
         if libc::sigaction(signal, std::ptr::null(), &mut action) == 0
-            && (action.sa_sigaction != libc::SIG_IGN || signal == libc::SIGPIPE)
             && action.sa_sigaction != libc::SIG_DFL
         {
             action.sa_sigaction = libc::SIG_DFL;
@@ -424,6 +425,15 @@ mod tests {
 
     #[test]
     fn starts_with_no_signal_blocked_or_ignored() {
+        // Even one that supervise itself inherited as ignored.
+        // SAFETY: SIG_IGN for SIGWINCH installs no handler; nothing here uses SIGWINCH.
+        unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGWINCH,
+                nix::sys::signal::SigHandler::SigIgn,
+            )
+            .unwrap();
+        }
         let (out, _) = run(&sh("grep -E '^Sig(Blk|Ign)' /proc/self/status"));
         for line in out.lines() {
             let (name, hex) = line.split_once(":\t").unwrap();
