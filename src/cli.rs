@@ -46,6 +46,10 @@ pub enum Command {
     Check {
         /// The ecosystem file (default lookup as for running).
         config: Option<PathBuf>,
+        /// Also fail when shutdown_delay plus the longest chain of stop_timeouts along
+        /// depends_on exceeds this (e.g. Kubernetes' terminationGracePeriodSeconds: 30s).
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
     },
     /// Show every instance (or those of TARGET): pid, state, restarts, uptime, cpu,
     /// memory, last exit, readiness.

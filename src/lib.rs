@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod http;
 pub mod listen_adapter;
 pub mod logs;
 pub mod os;

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     let socket = cli.socket.as_deref();
     match cli.command {
         None => run(cli.config, socket),
-        Some(Command::Check { config }) => check(config),
+        Some(Command::Check { config, grace }) => check(config, grace.as_deref()),
         Some(Command::Status { target, json }) => {
             client::status(socket, target, json, terminal_width())
         }
@@ -56,12 +56,25 @@ fn load(path: Option<PathBuf>) -> Result<config::Ecosystem, ExitCode> {
     })
 }
 
-fn check(path: Option<PathBuf>) -> ExitCode {
+fn check(path: Option<PathBuf>, grace: Option<&str>) -> ExitCode {
+    let grace = match grace.map(config::units::parse_duration).transpose() {
+        Ok(grace) => grace,
+        Err(e) => {
+            eprintln!("supervise: --grace: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match load(path) {
         Ok(eco) => {
             print!("{}", config::describe(&eco));
             if let Some(warning) = runtime::fds_warning(&eco) {
                 eprintln!("{}: warning: {warning}", eco.path.display());
+            }
+            if let Some(grace) = grace {
+                if let Err(e) = supervise::plan::order::fits_grace(&eco, grace) {
+                    eprintln!("{}: {e}", eco.path.display());
+                    return ExitCode::from(1);
+                }
             }
             for app in &eco.apps {
                 if let Some(warning) = supervise::listen_adapter::check_warning(app) {

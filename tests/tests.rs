@@ -20,10 +20,16 @@ mod depends;
 mod diff;
 #[path = "it/docs.rs"]
 mod docs;
+#[path = "it/drain.rs"]
+mod drain;
+#[path = "it/examples.rs"]
+mod examples;
 #[path = "it/fuzz.rs"]
 mod fuzz;
 #[path = "it/guards.rs"]
 mod guards;
+#[path = "it/http.rs"]
+mod http;
 #[path = "it/log_files.rs"]
 mod log_files;
 #[path = "it/log_pressure.rs"]
@@ -32,6 +38,8 @@ mod log_pressure;
 mod logs;
 #[path = "it/node.rs"]
 mod node;
+#[path = "it/notify_parent.rs"]
+mod notify_parent;
 #[path = "it/os_edges.rs"]
 mod os_edges;
 #[path = "it/per_instance.rs"]

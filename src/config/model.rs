@@ -47,6 +47,10 @@ pub struct Settings {
     pub log_max_size: u64,
     pub log_keep: u32,
     pub merge_logs: bool,
+    /// The read-only HTTP endpoint (`/livez`, `/readyz`, `/metrics`), when set.
+    pub http: Option<std::net::SocketAddr>,
+    /// On SIGTERM: not ready at once, the stop begins this much later.
+    pub shutdown_delay: Duration,
 }
 
 impl Default for Settings {
@@ -60,6 +64,8 @@ impl Default for Settings {
             log_max_size: 10 * 1024 * 1024,
             log_keep: 5,
             merge_logs: false,
+            http: None,
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -226,6 +232,10 @@ pub struct AppSpec {
     pub min_ready: Duration,
     /// Rolling updates: how many instances are replaced at once.
     pub max_surge: u32,
+    /// Failing for good (errored, or finished unclean) stops everything (SPEC §7).
+    pub critical: bool,
+    /// Exit codes that count as a clean exit (default `[0]`).
+    pub success_exit_codes: Vec<i32>,
 }
 
 impl AppSpec {
@@ -271,6 +281,8 @@ impl AppSpec {
             cron_restart: None,
             min_ready: Duration::ZERO,
             max_surge: 1,
+            critical: false,
+            success_exit_codes: vec![0],
         }
     }
 }

@@ -23,6 +23,8 @@ pub(crate) const SETTINGS_KEYS: &[&str] = &[
     "log_max_size",
     "log_keep",
     "merge_logs",
+    "http",
+    "shutdown_delay",
 ];
 
 pub(crate) const APP_KEYS: &[&str] = &[
@@ -60,6 +62,8 @@ pub(crate) const APP_KEYS: &[&str] = &[
     "cron_restart",
     "min_ready",
     "max_surge",
+    "critical",
+    "success_exit_codes",
 ];
 
 /// At most this many instances per app (SPEC).
@@ -139,6 +143,8 @@ fn settings(ctx: &mut Ctx, node: &Node) -> Settings {
                 ctx.whole(v, &path, u32::MAX.into()).map(|n| n as u32),
             ),
             "merge_logs" => set(&mut s.merge_logs, ctx.boolean(v, &path)),
+            "http" => s.http = structured::http_addr(ctx, v, &path),
+            "shutdown_delay" => set(&mut s.shutdown_delay, ctx.duration(v, &path)),
             _ => unreachable!("key list and match disagree"),
         }
     }
@@ -313,6 +319,13 @@ fn app_draft(ctx: &mut Ctx, app: &Entry, settings: &Settings) -> Draft {
             ),
             n => set(&mut spec.max_surge, n.map(|n| n as u32)),
         }
+    }
+    if let Some(v) = get("critical") {
+        set(&mut spec.critical, ctx.boolean(v, &join(&path, "critical")));
+    }
+    if let Some(v) = get("success_exit_codes") {
+        spec.success_exit_codes =
+            structured::exit_codes(ctx, v, &join(&path, "success_exit_codes"));
     }
     if let Some(v) = get("max_restarts") {
         let n = ctx.whole(v, &join(&path, "max_restarts"), u32::MAX.into());

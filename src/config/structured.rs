@@ -216,6 +216,32 @@ const LIMITS: &[(&str, Resource)] = &[
     ("sigpending", Resource::RLIMIT_SIGPENDING),
 ];
 
+/// `settings.http = "0.0.0.0:9180"`: an IP address and a port.
+pub(crate) fn http_addr(ctx: &mut Ctx, node: &Node, path: &str) -> Option<SocketAddr> {
+    let text = ctx.string(node, path)?;
+    let addr = text.parse().ok();
+    if addr.is_none() {
+        let msg = format!("expected an address such as \"0.0.0.0:9180\", found {text:?}");
+        ctx.error(node.pos, path, msg);
+    }
+    addr
+}
+
+/// `success_exit_codes = [0, 3]`: whole numbers from 0 to 255.
+pub(crate) fn exit_codes(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<i32> {
+    let Kind::Array(items) = &node.kind else {
+        ctx.expected(node, path, "a list of exit codes such as [0, 3]");
+        return vec![0];
+    };
+    let mut codes = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(code) = ctx.whole(item, &elem(path, i), 255) {
+            codes.push(code as i32);
+        }
+    }
+    codes
+}
+
 pub(crate) fn limits(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<Limit> {
     let names: Vec<&str> = LIMITS.iter().map(|(n, _)| *n).collect();
     let mut out = Vec::new();

@@ -3,6 +3,8 @@
 
 pub mod fds;
 pub mod limits;
+pub mod notify_parent;
+pub mod own_process;
 pub mod procfs;
 pub mod procs;
 pub mod reap;

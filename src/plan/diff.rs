@@ -52,13 +52,14 @@ enum Policy<'a> {
     Update(UpdateStrategy),
     Flag(bool),
     Cron(Option<&'a CronTimes>),
+    Codes(&'a [i32]),
 }
 
 /// One spec's fields by class: the process shape (by name), the count, the policy.
 struct Classes<'a> {
     shape: [(&'static str, Shaping<'a>); 12],
     instances: u32,
-    policy: [(&'static str, Policy<'a>); 21],
+    policy: [(&'static str, Policy<'a>); 23],
 }
 
 /// Every field of `AppSpec`, sorted into its class. No `..`: see the module doc.
@@ -104,6 +105,8 @@ fn classes(spec: &AppSpec) -> Classes<'_> {
         cron_restart,
         min_ready,
         max_surge,
+        critical,
+        success_exit_codes,
     } = spec;
     Classes {
         shape: [
@@ -144,6 +147,8 @@ fn classes(spec: &AppSpec) -> Classes<'_> {
             ("cron_restart", Policy::Cron(cron_restart.as_ref())),
             ("min_ready", Policy::Time(*min_ready)),
             ("max_surge", Policy::Count(*max_surge)),
+            ("critical", Policy::Flag(*critical)),
+            ("success_exit_codes", Policy::Codes(success_exit_codes)),
         ],
     }
 }

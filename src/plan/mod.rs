@@ -15,9 +15,11 @@ pub mod commands;
 pub mod diff;
 pub mod order;
 pub mod preview;
+pub mod readiness;
 pub mod reload;
 mod rollout;
 pub mod schedule;
+pub mod shutdown;
 
 pub use crate::state::Purpose;
 
@@ -101,6 +103,9 @@ pub enum Action {
     ScheduledRestart(String),
     /// The app lost its schedule.
     DropSchedule(String),
+    /// A critical app failed for good with this exit code: stop everything, then
+    /// leave with it.
+    CriticalFailed(InstanceId, i32),
     /// Nothing is left to run: leave with this code.
     Exit(i32),
 }
@@ -130,7 +135,13 @@ pub fn plan(desired: &Desired, observed: &Observed, now: Instant) -> Plan {
     let mut plan = Plan::default();
     commands::plan_commands(desired, observed, now, &mut plan);
     if let Some(shutdown) = observed.shutdown {
-        plan_shutdown(desired, observed, shutdown.force, now, &mut plan);
+        if !shutdown::draining(desired, observed, &shutdown, now, &mut plan) {
+            plan_shutdown(desired, observed, shutdown.force, now, &mut plan);
+        }
+        return plan;
+    }
+    if let Some((id, code)) = shutdown::critical_failure(desired, observed) {
+        plan.actions.push(Action::CriticalFailed(id, code));
         return plan;
     }
     reload::plan_changes(desired, observed, now, &mut plan);
@@ -320,7 +331,7 @@ fn dependencies(
                 continue;
             };
             let failed = match inst.ended().map(|e| &e.next) {
-                Some(Next::Finished(status)) if status.success() => continue,
+                Some(Next::Finished(status)) if status.clean(&spec.success_exit_codes) => continue,
                 Some(Next::Finished(status)) => Some(format!("{id} exited with {status}")),
                 Some(Next::Errored) => Some(format!("{id} errored")),
                 _ => None,
@@ -401,7 +412,8 @@ fn plan_shutdown(
         }
     }
     if alive_apps.is_empty() {
-        plan.actions.push(Action::Exit(0));
+        let code = observed.shutdown.and_then(|s| s.exit_code).unwrap_or(0);
+        plan.actions.push(Action::Exit(code));
     }
 }
 
@@ -424,7 +436,7 @@ fn finished(desired: &Desired, observed: &Observed) -> Option<i32> {
         for index in 0..app.instances {
             let inst = observed.instances.get(&InstanceId::new(&app.name, index))?;
             match &inst.ended()?.next {
-                Next::Finished(status) => all_ok &= status.success(),
+                Next::Finished(status) => all_ok &= status.clean(&app.success_exit_codes),
                 Next::Errored => all_ok = false,
                 Next::Restart(_) | Next::Stopped => return None,
             }

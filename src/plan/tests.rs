@@ -10,17 +10,17 @@ use crate::config::{RestartPolicy, Settings};
 use crate::state::{observe, ExitStatus, Fact, Reading};
 use std::path::PathBuf;
 
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn app(name: &str, instances: u32) -> AppSpec {
+pub(super) fn app(name: &str, instances: u32) -> AppSpec {
     let mut a = AppSpec::new(name, "/bin/sleep", &["sleep", "1000"]);
     a.instances = instances;
     a
 }
 
-fn eco(apps: Vec<AppSpec>) -> Ecosystem {
+pub(super) fn eco(apps: Vec<AppSpec>) -> Ecosystem {
     Ecosystem {
         path: PathBuf::from("/tmp/ecosystem.toml"),
         settings: Settings::default(),
@@ -28,11 +28,11 @@ fn eco(apps: Vec<AppSpec>) -> Ecosystem {
     }
 }
 
-fn id(app: &str, index: u32) -> InstanceId {
+pub(super) fn id(app: &str, index: u32) -> InstanceId {
     InstanceId::new(app, index)
 }
 
-fn slot(app: &str, index: u32) -> Who {
+pub(super) fn slot(app: &str, index: u32) -> Who {
     Who::Slot(id(app, index))
 }
 
@@ -43,10 +43,10 @@ fn stop(who: Who) -> Action {
 /// A fake runtime: performs actions the way the real one does, recording the same
 /// facts through the same `state::observe`, with pids handed out in order and time as
 /// a field. Answers to control commands are kept for the test to read.
-struct Sim {
-    d: Desired,
-    obs: Observed,
-    now: Instant,
+pub(super) struct Sim {
+    pub(super) d: Desired,
+    pub(super) obs: Observed,
+    pub(super) now: Instant,
     next_pid: i32,
     /// Resident memory per process group, as `SampleMemory` would read it.
     memory: BTreeMap<i32, u64>,
@@ -56,7 +56,7 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(eco: Ecosystem) -> Sim {
+    pub(super) fn new(eco: Ecosystem) -> Sim {
         Sim {
             d: Desired::new(eco),
             obs: Observed::default(),
@@ -68,7 +68,7 @@ impl Sim {
         }
     }
 
-    fn record(&mut self, fact: Fact<'_>) {
+    pub(super) fn record(&mut self, fact: Fact<'_>) {
         observe(&mut self.obs, fact, self.now);
     }
 
@@ -145,12 +145,13 @@ impl Sim {
                 app: app.clone(),
                 reason: reason.clone(),
             }),
+            Action::CriticalFailed(_, code) => self.record(Fact::CriticalFailed { code: *code }),
             Action::Exit(_) => {}
         }
     }
 
     /// Plan and perform until nothing more happens now; the actions taken.
-    fn step(&mut self) -> Vec<Action> {
+    pub(super) fn step(&mut self) -> Vec<Action> {
         let mut all = Vec::new();
         for _ in 0..100 {
             let p = plan(&self.d, &self.obs, self.now);
@@ -169,7 +170,7 @@ impl Sim {
         all
     }
 
-    fn wake_at(&self) -> Option<Instant> {
+    pub(super) fn wake_at(&self) -> Option<Instant> {
         plan(&self.d, &self.obs, self.now).wake_at
     }
 
@@ -186,15 +187,15 @@ impl Sim {
         self.obs.get(&who).unwrap().ended().unwrap().next.clone()
     }
 
-    fn exit(&mut self, i: &InstanceId, status: ExitStatus) -> Next {
+    pub(super) fn exit(&mut self, i: &InstanceId, status: ExitStatus) -> Next {
         self.exit_who(Who::Slot(i.clone()), status, false)
     }
 
-    fn pid(&self, i: &InstanceId) -> Option<i32> {
+    pub(super) fn pid(&self, i: &InstanceId) -> Option<i32> {
         self.obs.instances.get(i).and_then(Instance::pid)
     }
 
-    fn advance(&mut self, d: Duration) {
+    pub(super) fn advance(&mut self, d: Duration) {
         self.now += d;
         self.wall += chrono::Duration::from_std(d).unwrap();
     }

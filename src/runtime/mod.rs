@@ -37,10 +37,12 @@ mod checks;
 mod control;
 mod exits;
 mod follow;
+mod http;
 mod launch;
 pub use launch::{fds_needed, fds_warning};
 mod logfiles;
 mod notify;
+mod parent;
 mod perform;
 mod pipes;
 mod reload;
@@ -73,9 +75,12 @@ const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
 const NOTIFY: Token = Token(2);
 const CONTROL: Token = Token(3);
+const HTTP: Token = Token(4);
 const FIRST_PIPE: usize = 16;
 /// Control clients get tokens from here up, far above any pipe's.
 const FIRST_CLIENT: usize = 1 << 40;
+/// HTTP clients get tokens from here up, far above any control client's.
+const FIRST_HTTP_CLIENT: usize = 1 << 41;
 
 /// How long the final sweep waits for leftover processes after SIGTERM.
 const SWEEP_GRACE: Duration = Duration::from_secs(2);
@@ -113,6 +118,12 @@ pub struct Runtime {
     waker: Arc<Waker>,
     /// The Node listen adapter's preload module, written on first use, removed on drop.
     adapter: crate::listen_adapter::Preload,
+    /// `settings.http`: /livez, /readyz, /metrics.
+    http: Option<crate::http::HttpServer>,
+    /// The service manager that started supervise, told over sd_notify.
+    parent: Option<parent::Parent>,
+    /// When supervise started, on both clocks (metrics are in wall-clock seconds).
+    started: (Instant, std::time::SystemTime),
 }
 
 /// Run the ecosystem until it is told to stop or has finished; the exit code.
@@ -173,7 +184,18 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
         server.remove_file();
         return Ok(1);
     }
+    let http = match settings_http(&ecosystem, &poll) {
+        Ok(http) => http,
+        Err(e) => {
+            eprintln!("supervise: {e}");
+            server.remove_file();
+            return Ok(1);
+        }
+    };
     let mut runtime = Runtime {
+        http,
+        parent: parent::Parent::from_env(),
+        started: (Instant::now(), std::time::SystemTime::now()),
         files,
         ring: LogRing::default(),
         control: control::Control::new(server),
@@ -217,6 +239,19 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
     Ok(code)
 }
 
+/// The HTTP endpoint of `settings.http`, bound and registered, if set.
+fn settings_http(eco: &Ecosystem, poll: &Poll) -> Result<Option<crate::http::HttpServer>, String> {
+    let Some(addr) = eco.settings.http else {
+        return Ok(None);
+    };
+    let mut server = crate::http::HttpServer::bind(addr)
+        .map_err(|e| format!("cannot serve settings.http on {addr}: {e}"))?;
+    server
+        .register(poll.registry(), HTTP, FIRST_HTTP_CLIENT)
+        .map_err(|e| format!("cannot serve settings.http on {addr}: {e}"))?;
+    Ok(Some(server))
+}
+
 /// Every `listen` address of the file, in order, once.
 pub(super) fn listen_addrs(eco: &Ecosystem) -> Vec<crate::config::ListenAddr> {
     let mut addrs = Vec::new();
@@ -243,17 +278,30 @@ impl Runtime {
         let mut planned: Option<(Option<Instant>, Option<Instant>)> = None;
         loop {
             self.expire_exec_probes(Instant::now());
-            let (plan_at, exit) = match planned.take() {
-                Some((plan_at, at)) if at.is_none_or(|at| Instant::now() < at) => (plan_at, None),
-                _ => self.reconcile(),
+            self.expire_http(Instant::now());
+            let skipped = planned
+                .take()
+                .filter(|(_, at)| at.is_none_or(|at| Instant::now() < at));
+            let (plan_at, exit) = match skipped {
+                Some((plan_at, _)) => (plan_at, None),
+                None => self.reconcile(),
             };
             let commanded = self.serve_control(Instant::now());
             self.flush_followers();
+            if skipped.is_none() {
+                self.notify_parent(Instant::now(), exit.is_some());
+            }
             if let Some(code) = exit {
                 return Ok(code);
             }
-            // One wake-up: the plan's next deadline, or an exec probe's timeout.
-            let wake_at = plan_at.into_iter().chain(self.checks.next_deadline()).min();
+            // One wake-up: the plan's next deadline, an exec probe's timeout, an HTTP
+            // client's, or the parent's watchdog.
+            let wake_at = plan_at
+                .into_iter()
+                .chain(self.checks.next_deadline())
+                .chain(self.http.as_ref().and_then(|h| h.next_deadline()))
+                .chain(self.parent.as_ref().and_then(|p| p.next_deadline()))
+                .min();
             let room = sinks!(self).room();
             let timeout = if self.pipes.busy(room) || commanded || self.control_backlog() {
                 Some(Duration::ZERO)
@@ -276,6 +324,10 @@ impl Runtime {
                         self.on_probe_results();
                     }
                     NOTIFY => self.on_notify(),
+                    // Before control: its clients' tokens are all those above its first.
+                    token if self.http.as_ref().is_some_and(|h| h.owns(token)) => {
+                        self.on_http(token)
+                    }
                     token if self.control.server.as_ref().is_some_and(|s| s.owns(token)) => {
                         self.on_control(token, event)
                     }

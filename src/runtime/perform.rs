@@ -76,6 +76,13 @@ impl Runtime {
                 }
                 self.record(Fact::Blocked { app, reason });
             }
+            Action::CriticalFailed(id, code) => {
+                self.output.event(&format!(
+                    "{id} is critical and failed for good: stopping everything, then \
+                     exiting with its code {code}"
+                ));
+                self.record(Fact::CriticalFailed { code });
+            }
             Action::Exit(_) => {}
         }
     }

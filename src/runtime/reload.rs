@@ -170,10 +170,11 @@ impl Runtime {
                 if old.socket != new.socket
                     || old.log_format != new.log_format
                     || old.log_timestamps != new.log_timestamps
+                    || old.http != new.http
                 {
                     self.output.event(
-                        "settings.socket, log_format and log_timestamps take effect when \
-                         supervise is restarted",
+                        "settings.socket, log_format, log_timestamps and http take effect \
+                         when supervise is restarted",
                     );
                 }
                 // Keep the fingerprint of what was read *before* parsing: re-reading now

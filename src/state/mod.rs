@@ -68,6 +68,11 @@ impl ExitStatus {
         *self == ExitStatus::Code(0)
     }
 
+    /// A clean exit by an app's `success_exit_codes`.
+    pub fn clean(&self, success_exit_codes: &[i32]) -> bool {
+        matches!(self, ExitStatus::Code(c) if success_exit_codes.contains(c))
+    }
+
     /// The shell's convention: a signal death is 128 + the signal number.
     pub fn code(&self) -> i32 {
         match self {
@@ -132,6 +137,9 @@ pub struct Shutdown {
     pub at: Instant,
     /// A second signal: kill everything now.
     pub force: bool,
+    /// A critical app failed for good: supervise leaves with its exit code, and the
+    /// stop begins at once (no `shutdown_delay`).
+    pub exit_code: Option<i32>,
 }
 
 /// File events not acted on yet; `plan` debounces them.
@@ -201,6 +209,9 @@ pub struct Observed {
     pub tickets: u64,
     /// Per app with `schedule` or `cron_restart`: its next time.
     pub schedules: BTreeMap<String, Armed>,
+    /// Versions of the ecosystem file applied since the start, and when the last was.
+    pub reloads: u64,
+    pub reloaded_at: Option<Instant>,
 }
 
 /// The next time of an app's `schedule` or `cron_restart`, as the loop sleeps for it
@@ -269,7 +280,7 @@ pub fn decide(spec: &AppSpec, crashes: &mut u32, status: &ExitStatus, uptime: Du
         // A job (`schedule`) that exits cleanly is done until its next time.
         RestartPolicy::Always if spec.schedule.is_some() => !status.success(),
         RestartPolicy::Always => true,
-        RestartPolicy::OnFailure => !status.success(),
+        RestartPolicy::OnFailure => !status.clean(&spec.success_exit_codes),
         RestartPolicy::Never => false,
     };
     if !restart {

@@ -82,6 +82,10 @@ pub enum Fact<'a> {
     ShutdownAsked {
         quit: bool,
     },
+    /// A critical app failed for good with this exit code: stop everything.
+    CriticalFailed {
+        code: i32,
+    },
     /// A rolling update begins for this slot: its instance becomes an outgoing one,
     /// serving until its successor is ready.
     Replaced(InstanceId),
@@ -295,6 +299,8 @@ pub fn observe(obs: &mut Observed, fact: Fact<'_>, now: Instant) {
                     obs.config_error = None;
                     obs.failed_generation.clear();
                     obs.rollback_why.clear();
+                    obs.reloads += 1;
+                    obs.reloaded_at = Some(now);
                 }
             }
         }
@@ -323,7 +329,21 @@ pub fn observe(obs: &mut Observed, fact: Fact<'_>, now: Instant) {
         }
         Fact::ShutdownAsked { quit } => {
             let force = quit || obs.shutdown.is_some();
-            obs.shutdown = Some(Shutdown { at: now, force });
+            let exit_code = obs.shutdown.and_then(|s| s.exit_code);
+            obs.shutdown = Some(Shutdown {
+                at: now,
+                force,
+                exit_code,
+            });
+        }
+        Fact::CriticalFailed { code } => {
+            if obs.shutdown.is_none() {
+                obs.shutdown = Some(Shutdown {
+                    at: now,
+                    force: false,
+                    exit_code: Some(code),
+                });
+            }
         }
         Fact::Replaced(id) => replace(obs, &id),
         Fact::RolledBack {

@@ -46,6 +46,8 @@ pub struct Harness {
     pub(super) files: Vec<PathBuf>,
     pub(super) output: Arc<Output>,
     pub(super) running: Option<Running>,
+    /// Extra environment of supervise itself (`NOTIFY_SOCKET` from a test).
+    pub(super) env: Vec<(String, String)>,
 }
 
 impl Default for Harness {
@@ -68,6 +70,7 @@ impl Harness {
             files: Vec::new(),
             output: Arc::new(Output::default()),
             running: None,
+            env: Vec::new(),
         }
     }
 
@@ -99,6 +102,11 @@ impl Harness {
         let path = self.write_file(name, text);
         self.files.push(path.clone());
         path
+    }
+
+    /// Set a variable in supervise's own environment (before `start`).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     pub fn start(&mut self, config: &Path) {
@@ -179,6 +187,7 @@ impl Harness {
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
             .env("SUPERVISE_SOCKET", self.path("ctl.sock"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
