@@ -398,3 +398,12 @@ fn per_instance_values_are_checked_where_written() {
         "ecosystem.toml:4:7: apps.web.env: `env.PORT` and `port` both set PORT: remove one (with `port`, instance N gets PORT = port + N)"
     );
 }
+
+#[test]
+fn an_empty_second_yaml_document_is_located_inside_the_text() {
+    // Found by tests/it/fuzz.rs: the parser placed it on the line after the end.
+    assert_eq!(
+        yaml("apps\n---"),
+        "ecosystem.yaml:2:4: only one YAML document is allowed; found a second one"
+    );
+}

@@ -35,8 +35,10 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Node, Vec<Syntax>> {
     };
     let mut errors = Vec::new();
     if let Some(second) = docs.get(1) {
+        // An empty second document is placed after the text's end: say where it ends.
+        let end = LineIndex::new(text).pos(text.len());
         errors.push(Syntax {
-            pos: yaml_pos(second),
+            pos: yaml_pos(second).min(end),
             message: "only one YAML document is allowed; found a second one".to_string(),
         });
     }
