@@ -22,9 +22,10 @@ pub struct Chunk {
     pub time: SystemTime,
     /// Each line followed by `\n` (lines hold no `\n` of their own).
     data: Vec<u8>,
+    /// Where each line ends in `data` (after its `\n`): lines are found without a scan.
+    ends: Vec<u32>,
     /// Positions (line numbers) of the pieces of cut lines, ascending.
     cuts: Vec<u32>,
-    lines: u32,
 }
 
 impl Chunk {
@@ -35,34 +36,55 @@ impl Chunk {
             stream,
             time,
             data: Vec::new(),
+            ends: Vec::new(),
             cuts: Vec::new(),
-            lines: 0,
         }
     }
 
     /// Room for `bytes` more bytes of lines.
     pub fn reserve(&mut self, bytes: usize) {
         self.data.reserve(bytes);
+        // Lines of a hundred bytes or so are the common case.
+        self.ends.reserve(bytes / 64);
     }
 
     /// Adds a line (without its newline); `cut` for a piece of a longer line.
     pub fn push(&mut self, line: &[u8], cut: bool) {
         debug_assert!(!line.contains(&b'\n'));
         if cut {
-            self.cuts.push(self.lines);
+            self.cuts.push(self.ends.len() as u32);
         }
         self.data.extend_from_slice(line);
         self.data.push(b'\n');
-        self.lines += 1;
+        self.ends.push(self.data.len() as u32);
+    }
+
+    /// Adds whole lines at once: `lines` holds each line followed by its `\n`, and
+    /// `ends` where each ends in `lines` (after the `\n`). None is cut.
+    pub fn push_run(&mut self, lines: &[u8], ends: &[u32]) {
+        debug_assert_eq!(ends.last().map_or(0, |&e| e as usize), lines.len());
+        let base = self.data.len() as u32;
+        self.data.extend_from_slice(lines);
+        self.ends.extend(ends.iter().map(|&e| base + e));
     }
 
     /// Number of lines.
     pub fn len(&self) -> usize {
-        self.lines as usize
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lines == 0
+        self.ends.is_empty()
+    }
+
+    /// All the lines' bytes, each followed by its `\n`.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Whether a line is a cut piece.
+    pub fn has_cuts(&self) -> bool {
+        !self.cuts.is_empty()
     }
 
     /// Bytes of the lines, newlines included.
@@ -73,36 +95,50 @@ impl Chunk {
     /// The lines, each with whether it is a cut piece, newline included.
     pub fn lines(&self) -> Lines<'_> {
         Lines {
-            rest: &self.data,
-            cuts: &self.cuts,
+            chunk: self,
             n: 0,
+            cuts: 0,
         }
     }
 }
 
-/// Iterator over a chunk's lines: `(line with its '\n', cut)`.
+/// Iterator over a chunk's lines: `(line with its '\n', cut)`. Skipping is free.
 pub struct Lines<'a> {
-    rest: &'a [u8],
-    cuts: &'a [u32],
-    n: u32,
+    chunk: &'a Chunk,
+    /// The next line.
+    n: usize,
+    /// The first cut at or after line `n`, in `chunk.cuts`.
+    cuts: usize,
 }
 
 impl<'a> Iterator for Lines<'a> {
     type Item = (&'a [u8], bool);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let end = memchr::memchr(b'\n', self.rest).map_or(self.rest.len(), |i| i + 1);
-        let (line, rest) = self.rest.split_at(end);
-        self.rest = rest;
-        let cut = self.cuts.first() == Some(&self.n);
+        let c = self.chunk;
+        let end = *c.ends.get(self.n)? as usize;
+        let start = match self.n {
+            0 => 0,
+            n => c.ends[n - 1] as usize,
+        };
+        let cut = c.cuts.get(self.cuts) == Some(&(self.n as u32));
         if cut {
-            self.cuts = &self.cuts[1..];
+            self.cuts += 1;
         }
         self.n += 1;
-        Some((line, cut))
+        Some((&c.data[start..end], cut))
+    }
+
+    fn nth(&mut self, skip: usize) -> Option<Self::Item> {
+        self.n = self.n.saturating_add(skip).min(self.chunk.ends.len());
+        let first = self.n as u32;
+        self.cuts = self.chunk.cuts.partition_point(|&c| c < first);
+        self.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.chunk.ends.len() - self.n;
+        (left, Some(left))
     }
 }
 
@@ -135,5 +171,30 @@ mod tests {
             ]
         );
         assert_eq!(strip(got[0].0), b"one");
+        let skipped: Vec<(&[u8], bool)> = c.lines().skip(2).collect();
+        assert_eq!(skipped, got[2..]);
+        assert_eq!(c.lines().skip(3).collect::<Vec<_>>(), got[3..]);
+        assert_eq!(c.lines().nth(9), None);
+    }
+
+    #[test]
+    fn a_run_of_lines_reads_as_lines_pushed_one_by_one() {
+        let mut one = Chunk::new("web".into(), 0, Stream::Stdout, SystemTime::UNIX_EPOCH);
+        let mut run = one.clone();
+        for c in [&mut one, &mut run] {
+            c.push(b"long", true);
+        }
+        one.push(b"a", false);
+        one.push(b"", false);
+        one.push(b"bc", false);
+        run.push_run(b"a\n\nbc\n", &[2, 3, 6]);
+        assert_eq!(
+            one.lines().collect::<Vec<_>>(),
+            run.lines().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            (run.len(), run.bytes(), run.data()),
+            (4, 11, &b"long\na\n\nbc\n"[..])
+        );
     }
 }

@@ -8,11 +8,50 @@
 //! - when the pipe closes, [`LineSplitter::finish`] emits the partial last line (end of
 //!   file counts as a line end, so a trailing `\r` is stripped there too).
 //!
+//! Runs of ordinary lines are handed over whole ([`LineOut::run`]), which is what keeps a
+//! burst of short lines cheap.
+//!
 //! The result does not depend on how the input is chunked: feeding a byte at a time gives
 //! the same lines as feeding everything at once.
 
+use super::chunk::Chunk;
+
 /// The longest line emitted in one piece, in bytes (without the newline).
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// Where a splitter's lines go.
+pub trait LineOut {
+    /// One line, without its newline; `cut` for a piece of a longer line.
+    fn line(&mut self, line: &[u8], cut: bool);
+
+    /// Whole lines at once (the common case, taken without a copy per line): `lines` holds
+    /// each line followed by its `\n`, `ends` where each ends in `lines` (after its `\n`).
+    /// None is cut and none had a `\r` to strip.
+    fn run(&mut self, lines: &[u8], ends: &[u32]) {
+        let mut start = 0;
+        for &end in ends {
+            let end = end as usize;
+            self.line(&lines[start..end - 1], false);
+            start = end;
+        }
+    }
+}
+
+impl<F: FnMut(&[u8], bool)> LineOut for F {
+    fn line(&mut self, line: &[u8], cut: bool) {
+        self(line, cut)
+    }
+}
+
+impl LineOut for Chunk {
+    fn line(&mut self, line: &[u8], cut: bool) {
+        self.push(line, cut);
+    }
+
+    fn run(&mut self, lines: &[u8], ends: &[u32]) {
+        self.push_run(lines, ends);
+    }
+}
 
 /// Accumulates a pipe's bytes and emits complete lines.
 #[derive(Debug, Default)]
@@ -21,6 +60,8 @@ pub struct LineSplitter {
     buf: Vec<u8>,
     /// `buf[..scanned]` is known to contain no `\n`.
     scanned: usize,
+    /// Scratch: the ends of a run of plain lines.
+    ends: Vec<u32>,
 }
 
 impl LineSplitter {
@@ -33,26 +74,26 @@ impl LineSplitter {
         self.buf.len()
     }
 
-    /// Feed bytes read from a pipe; for every complete line calls
-    /// `emit(line_without_newline, cut=false)`. A line longer than `MAX_LINE` bytes is
-    /// emitted in pieces of at most `MAX_LINE` bytes, each piece but the last with `cut=true`.
-    pub fn push(&mut self, data: &[u8], emit: &mut dyn FnMut(&[u8], bool)) {
+    /// Feed bytes read from a pipe; every complete line goes to `out`. A line longer than
+    /// `MAX_LINE` bytes is emitted in pieces of at most `MAX_LINE` bytes, each piece but the
+    /// last with `cut=true`.
+    pub fn push(&mut self, data: &[u8], out: &mut dyn LineOut) {
         if self.buf.is_empty() {
             // The usual case: lines straight from `data`, only its tail is kept.
-            let (start, scan) = split(data, 0, emit);
+            let (start, scan) = split(data, 0, &mut self.ends, out);
             self.buf.extend_from_slice(&data[start..]);
             self.scanned = scan - start;
             return;
         }
         self.buf.extend_from_slice(data);
-        let (start, scan) = split(&self.buf, self.scanned, emit);
+        let (start, scan) = split(&self.buf, self.scanned, &mut self.ends, out);
         self.buf.drain(..start);
         self.scanned = scan - start;
     }
 
     /// The process exited / the pipe closed: emit the partial last line, if any (`cut=false`),
     /// after any `cut=true` pieces it still needs.
-    pub fn finish(&mut self, emit: &mut dyn FnMut(&[u8], bool)) {
+    pub fn finish(&mut self, out: &mut dyn LineOut) {
         if self.buf.is_empty() {
             return;
         }
@@ -60,8 +101,8 @@ impl LineSplitter {
         if self.buf[end - 1] == b'\r' {
             end -= 1;
         }
-        let start = cut_pieces(&self.buf, 0, end, true, emit);
-        emit(&self.buf[start..end], false);
+        let start = cut_pieces(&self.buf, 0, end, true, out);
+        out.line(&self.buf[start..end], false);
         self.buf.clear();
         self.scanned = 0;
     }
@@ -69,34 +110,41 @@ impl LineSplitter {
 
 /// Emits the complete lines of `buf` (known to hold no `\n` before `scan`) and the pieces
 /// of a too long last line; returns where the rest starts and how far it was scanned.
-fn split(buf: &[u8], mut scan: usize, emit: &mut dyn FnMut(&[u8], bool)) -> (usize, usize) {
+/// Consecutive plain lines (not too long, no `\r` to strip) go out as one run.
+fn split(buf: &[u8], scan: usize, ends: &mut Vec<u32>, out: &mut dyn LineOut) -> (usize, usize) {
     let mut start = 0;
-    loop {
-        match memchr::memchr(b'\n', &buf[scan..]) {
-            Some(i) => {
-                let nl = scan + i;
-                let end = if nl > start && buf[nl - 1] == b'\r' {
-                    nl - 1
-                } else {
-                    nl
-                };
-                start = cut_pieces(buf, start, end, true, emit);
-                emit(&buf[start..end], false);
-                start = nl + 1;
-                scan = start;
+    let mut run = 0;
+    ends.clear();
+    for nl in memchr::memchr_iter(b'\n', &buf[scan..]).map(|i| scan + i) {
+        if nl - start <= MAX_LINE && (nl == start || buf[nl - 1] != b'\r') {
+            ends.push((nl + 1 - run) as u32);
+        } else {
+            if !ends.is_empty() {
+                out.run(&buf[run..start], ends);
+                ends.clear();
             }
-            None => {
-                // No line end yet: cut off pieces while the line is too long. A trailing
-                // '\r' may be the first half of a CRLF, so it does not count yet.
-                let mut end = buf.len();
-                if end > start && buf[end - 1] == b'\r' {
-                    end -= 1;
-                }
-                start = cut_pieces(buf, start, end, false, emit);
-                return (start, buf.len());
-            }
+            let end = if nl > start && buf[nl - 1] == b'\r' {
+                nl - 1
+            } else {
+                nl
+            };
+            let rest = cut_pieces(buf, start, end, true, out);
+            out.line(&buf[rest..end], false);
+            run = nl + 1;
         }
+        start = nl + 1;
     }
+    if !ends.is_empty() {
+        out.run(&buf[run..start], ends);
+    }
+    // No line end yet: cut off pieces while the line is too long. A trailing '\r' may be
+    // the first half of a CRLF, so it does not count yet.
+    let mut end = buf.len();
+    if end > start && buf[end - 1] == b'\r' {
+        end -= 1;
+    }
+    let start = cut_pieces(buf, start, end, false, out);
+    (start, buf.len())
 }
 
 /// Emits `cut=true` pieces of `buf[start..end]` while what is left is longer than
@@ -107,12 +155,12 @@ fn cut_pieces(
     mut start: usize,
     end: usize,
     complete: bool,
-    emit: &mut dyn FnMut(&[u8], bool),
+    out: &mut dyn LineOut,
 ) -> usize {
     while end - start > MAX_LINE {
         match cut_at(&buf[start..end], complete) {
             Some(n) => {
-                emit(&buf[start..start + n], true);
+                out.line(&buf[start..start + n], true);
                 start += n;
             }
             None => break,
@@ -164,10 +212,10 @@ mod tests {
         let mut s = LineSplitter::new();
         let mut out = Vec::new();
         for c in chunks {
-            s.push(c, &mut |l, cut| out.push((l.to_vec(), cut)));
+            s.push(c, &mut |l: &[u8], cut| out.push((l.to_vec(), cut)));
         }
         if finish {
-            s.finish(&mut |l, cut| out.push((l.to_vec(), cut)));
+            s.finish(&mut |l: &[u8], cut| out.push((l.to_vec(), cut)));
         }
         out
     }
@@ -249,17 +297,19 @@ mod tests {
     fn partial_line_waits_then_flushes() {
         let mut s = LineSplitter::new();
         let mut out = Vec::new();
-        s.push(b"done\npartial", &mut |l, c| out.push((l.to_vec(), c)));
+        s.push(b"done\npartial", &mut |l: &[u8], c| {
+            out.push((l.to_vec(), c))
+        });
         assert_eq!(out, vec![l("done", false)]);
         assert_eq!(s.pending(), 7);
-        s.finish(&mut |l, c| out.push((l.to_vec(), c)));
+        s.finish(&mut |l: &[u8], c| out.push((l.to_vec(), c)));
         assert_eq!(out, vec![l("done", false), l("partial", false)]);
         assert_eq!(s.pending(), 0);
         // finish again: nothing more.
-        s.finish(&mut |l, c| out.push((l.to_vec(), c)));
+        s.finish(&mut |l: &[u8], c| out.push((l.to_vec(), c)));
         assert_eq!(out.len(), 2);
         // Reusable after finish.
-        s.push(b"again\n", &mut |l, c| out.push((l.to_vec(), c)));
+        s.push(b"again\n", &mut |l: &[u8], c| out.push((l.to_vec(), c)));
         assert_eq!(out[2], l("again", false));
     }
 
@@ -431,7 +481,7 @@ mod tests {
         let mut n = 0;
         let chunk = vec![b'y'; 10_000];
         for _ in 0..100 {
-            s.push(&chunk, &mut |piece, cut| {
+            s.push(&chunk, &mut |piece: &[u8], cut: bool| {
                 assert!(cut);
                 assert_eq!(piece.len(), MAX_LINE);
                 n += 1;
@@ -439,5 +489,47 @@ mod tests {
             assert!(s.pending() <= MAX_LINE + 3);
         }
         assert_eq!(n, 1_000_000 / MAX_LINE);
+    }
+
+    #[test]
+    fn a_chunk_gets_the_same_lines_as_one_by_one() {
+        use crate::logs::Stream;
+        // Short lines, CRLF, empty lines, lines just under, at and over MAX_LINE.
+        let mut data = Vec::new();
+        let mut seed = 7u32;
+        for i in 0..400 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let len = match i % 50 {
+                0 => MAX_LINE - 1 + (seed as usize % 3),
+                1 => MAX_LINE + 1 + (seed as usize % 2000),
+                _ => seed as usize % 120,
+            };
+            data.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, len));
+            data.extend_from_slice(if seed.is_multiple_of(5) {
+                b"\r\n"
+            } else {
+                b"\n"
+            });
+        }
+        data.extend_from_slice(b"tail\r");
+        let expect = whole(&data, true);
+        for size in [1, 7, 100, 4096, 65_536, data.len()] {
+            let mut s = LineSplitter::new();
+            let mut c = Chunk::new(
+                "web".into(),
+                0,
+                Stream::Stdout,
+                std::time::SystemTime::now(),
+            );
+            for piece in data.chunks(size) {
+                s.push(piece, &mut c);
+            }
+            s.finish(&mut c);
+            let got: Lines = c
+                .lines()
+                .map(|(l, cut)| (l[..l.len() - 1].to_vec(), cut))
+                .collect();
+            assert!(got == expect, "chunks of {size}");
+        }
     }
 }

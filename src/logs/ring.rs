@@ -43,6 +43,12 @@ struct Buffer {
 
 impl Buffer {
     fn push(&mut self, seq: u64, time_ms: u64, stream: Stream, line: &[u8], cut: bool) {
+        self.append(seq, time_ms, stream, line, cut);
+        self.trim();
+    }
+
+    /// Adds a line without enforcing the bounds: [`Buffer::trim`] follows.
+    fn append(&mut self, seq: u64, time_ms: u64, stream: Stream, line: &[u8], cut: bool) {
         self.bytes.extend(line);
         self.lines.push_back(Record {
             seq,
@@ -51,12 +57,23 @@ impl Buffer {
             cut,
             len: line.len(),
         });
-        while self.lines.len() > MAX_LINES || (self.bytes.len() > MAX_BYTES && self.lines.len() > 1)
-        {
-            if let Some(old) = self.lines.pop_front() {
-                self.bytes.drain(..old.len);
+    }
+
+    /// Drops the oldest lines past the bounds, their bytes at once.
+    fn trim(&mut self) {
+        let mut lines = self.lines.len();
+        let mut bytes = self.bytes.len();
+        let mut drop = 0;
+        for old in &self.lines {
+            if lines <= MAX_LINES && (bytes <= MAX_BYTES || lines == 1) {
+                break;
             }
+            lines -= 1;
+            bytes -= old.len;
+            drop += old.len;
         }
+        self.lines.drain(..self.lines.len() - lines);
+        self.bytes.drain(..drop);
     }
 }
 
@@ -90,8 +107,9 @@ impl LogRing {
         let buffer = self.buffer(&chunk.app, chunk.index);
         for (line, cut) in chunk.lines().skip(skip) {
             seq += 1;
-            buffer.push(seq, time_ms, chunk.stream, strip(line), cut);
+            buffer.append(seq, time_ms, chunk.stream, strip(line), cut);
         }
+        buffer.trim();
         self.seq = seq;
     }
 
@@ -187,5 +205,28 @@ mod tests {
         let one = ring.last(|a, i| a == "web" && i == 1, 100);
         assert_eq!(one.len(), 4);
         assert!(one.iter().all(|l| l.line.len() == big.len()));
+    }
+
+    #[test]
+    fn a_chunk_is_kept_as_its_lines_one_by_one() {
+        let (mut one, mut many) = (LogRing::default(), LogRing::default());
+        let mut chunk = Chunk::new("web".into(), 0, Stream::Stdout, std::time::UNIX_EPOCH);
+        for i in 0..1200 {
+            let line = "y".repeat(i % 700);
+            push(&mut one, "web", 0, &line);
+            chunk.push(line.as_bytes(), i % 3 == 0);
+        }
+        push(&mut many, "web", 0, "before");
+        many.push_chunk(&chunk, 0);
+        let all = |_: &str, _: u32| true;
+        let want = one.last(all, usize::MAX);
+        let got = many.last(all, usize::MAX);
+        let lines = |v: &[RingLine]| v.iter().map(|l| l.line.clone()).collect::<Vec<_>>();
+        assert!(!got.is_empty());
+        assert_eq!(lines(&got), lines(&want));
+        let first = 1200 - got.len();
+        for (k, l) in got.iter().enumerate() {
+            assert_eq!(l.cut, (first + k) % 3 == 0);
+        }
     }
 }

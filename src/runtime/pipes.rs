@@ -176,7 +176,7 @@ impl Pipes {
             if let Turn::Idle = self.turn(registry, token, sink, DRAIN_READS) {
                 if let Some(pipe) = self.pipes.get_mut(&token) {
                     let mut chunk = pipe.chunk(0);
-                    pipe.splitter.finish(&mut |line, cut| chunk.push(line, cut));
+                    pipe.splitter.finish(&mut chunk);
                     pipe.queue(chunk);
                     self.turn(registry, token, sink, 0);
                 }
@@ -216,7 +216,7 @@ impl Pipes {
                 match nix::unistd::read(&pipe.fd, &mut self.buf) {
                     Ok(n) if n > 0 => {
                         lost += memchr::memchr_iter(b'\n', &self.buf[..n]).count() as u64;
-                        pipe.splitter.push(&self.buf[..n], &mut |_, _| {});
+                        pipe.splitter.push(&self.buf[..n], &mut |_: &[u8], _| {});
                     }
                     Err(nix::errno::Errno::EINTR) => {}
                     _ => break,
@@ -299,7 +299,7 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
         match nix::unistd::read(&pipe.fd, buf) {
             Ok(0) => {
                 chunk = pipe.chunk(0);
-                pipe.splitter.finish(&mut |line, cut| chunk.push(line, cut));
+                pipe.splitter.finish(&mut chunk);
                 pipe.eof = true;
             }
             Ok(n) => {
@@ -309,14 +309,13 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
                     let _ = fcntl(&pipe.fd, FcntlArg::F_SETPIPE_SZ(GROWN_PIPE as i32));
                 }
                 chunk = pipe.chunk(n + pipe.splitter.pending());
-                pipe.splitter
-                    .push(&buf[..n], &mut |line, cut| chunk.push(line, cut));
+                pipe.splitter.push(&buf[..n], &mut chunk);
             }
             Err(Errno::EAGAIN) => return Turn::Idle,
             Err(Errno::EINTR) => continue,
             Err(_) => {
                 chunk = pipe.chunk(0);
-                pipe.splitter.finish(&mut |line, cut| chunk.push(line, cut));
+                pipe.splitter.finish(&mut chunk);
                 pipe.eof = true;
             }
         }
