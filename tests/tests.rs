@@ -14,6 +14,8 @@ mod cluster;
 mod control;
 #[path = "it/control_pressure.rs"]
 mod control_pressure;
+#[path = "it/control_pressure_fds.rs"]
+mod control_pressure_fds;
 #[path = "it/depends.rs"]
 mod depends;
 #[path = "it/diff.rs"]

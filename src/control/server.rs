@@ -14,10 +14,12 @@
 //!   is slowed down by its own socket, the loop never is;
 //! * a client whose unsent output still passes [`MAX_OUTPUT`] (a `logs --follow`
 //!   reader that stopped reading) is dropped;
-//! * at most `max_clients` connections (from the open-file limit): when full, the
-//!   longest-idle client (no request in flight, not following, quiet for
-//!   [`IDLE_AFTER`]) is closed to make room; only if none is idle is the newcomer
-//!   turned away, with an error line saying so.
+//! * at most `max_clients` connections (from the open-file limit), never taking the
+//!   last file descriptors supervision needs: when full, the longest-idle client (no
+//!   request in flight, not following, quiet for [`IDLE_AFTER`]) is closed to make
+//!   room; only if none is idle is the newcomer turned away, with an error line saying
+//!   so. Every newcomer turned away gets that line, even when supervise is out of
+//!   descriptors altogether (see `admit`).
 //!
 //! How the loop uses it:
 //! * `bind` at startup (a clear error if another supervise owns the path), `register`
@@ -80,12 +82,21 @@ pub struct ControlServer {
     idle_after: Duration,
     euid: u32,
     scratch: Vec<u8>,
+    /// The soft open-file limit.
+    fd_limit: u64,
+    /// A descriptor to give up when accept(2) finds none free (see `admit`).
+    spare: Option<std::fs::File>,
+    /// accept(2) found no descriptor free and the spare did not help: retry each turn.
+    stalled: bool,
+    /// Newcomers turned away since the last one got in.
+    turned_away: u64,
 }
 
 impl ControlServer {
     /// Bind the socket at `path` (see [`SocketFile::bind`]).
     pub fn bind(path: &Path) -> Result<ControlServer, String> {
         let (file, listener) = SocketFile::bind(path)?;
+        let fd_limit = admit::fd_limit();
         Ok(ControlServer {
             file,
             listener: UnixListener::from_std(listener),
@@ -94,10 +105,14 @@ impl ControlServer {
             next_token: usize::MAX,
             clients: HashMap::new(),
             ready: VecDeque::new(),
-            max_clients: admit::client_limit(),
+            max_clients: admit::client_limit(fd_limit),
             idle_after: IDLE_AFTER,
             euid: nix::unistd::geteuid().as_raw(),
             scratch: vec![0; 64 * 1024],
+            fd_limit,
+            spare: admit::open_spare(),
+            stalled: false,
+            turned_away: 0,
         })
     }
 
@@ -166,8 +181,12 @@ impl ControlServer {
         !self.ready.is_empty()
     }
 
-    /// Read the queued clients' requests, round-robin, within [`TURN_BUDGET`].
+    /// Read the queued clients' requests, round-robin, within [`TURN_BUDGET`]; and
+    /// accept again if the listener stalled for lack of file descriptors.
     pub fn serve(&mut self, registry: &Registry) -> Vec<ServerEvent> {
+        if self.stalled() {
+            self.accept(registry);
+        }
         let mut events = Vec::new();
         let mut budget = TURN_BUDGET;
         while budget > 0 {
@@ -435,6 +454,11 @@ impl ControlServer {
         self.idle_after = idle_after;
     }
 
+    #[cfg(test)]
+    pub(crate) fn set_fd_limit(&mut self, fd_limit: u64) {
+        self.fd_limit = fd_limit;
+    }
+
     fn conn(&mut self, token: Token) -> &mut Conn {
         self.clients.get_mut(&token).expect("a known client")
     }
@@ -442,7 +466,7 @@ impl ControlServer {
 
 mod admit;
 
-pub use admit::{IDLE_AFTER, MAX_CLIENTS, MIN_CLIENTS};
+pub use admit::{fd_reserve, IDLE_AFTER, MAX_CLIENTS, MIN_CLIENTS};
 
 #[cfg(test)]
 #[path = "server_tests.rs"]

@@ -1,10 +1,28 @@
-//! Admission: who gets in when the control socket is full. Idle clients (nothing in
-//! flight, not following logs, quiet for a while) make room for newcomers, the
-//! longest-idle first and told why; only when none is idle is the newcomer turned away,
-//! with a line saying so. Followers and clients with a command in flight are never cut
+//! Admission: who gets in when the control socket is full, and a reply for everyone
+//! who does not. Idle clients (nothing in flight, not following logs, quiet for a while)
+//! make room for newcomers, the longest-idle first and told why; only when none is idle
+//! is the newcomer turned away, with a line starting "too many clients" (which the CLI
+//! retries, backing off). Followers and clients with a command in flight are never cut
 //! off for someone else.
+//!
+//! Full means `max_clients` connections, or supervise short of file descriptors: a
+//! newcomer given a descriptor within [`fd_reserve`] of the open-file limit (the lowest
+//! free one is given, so every one below it is in use) would eat into those supervision
+//! needs to respawn an instance (its pipes, a log file), so clients never take them.
+//!
+//! When accept(2) itself fails for lack of descriptors (EMFILE, ENFILE: supervision or
+//! another thread used them up), a spare descriptor kept open for that moment is closed,
+//! the newcomer accepted on it, told, and closed, and the spare taken back (the fix of
+//! libuv and nginx). Without it the newcomer would wait unanswered in the backlog, and no
+//! new event would come for it (the listener is edge-triggered). If even that fails
+//! (another thread took the descriptor meanwhile), the listener is marked stalled and
+//! tried again once per loop turn: turns come from other events (a child's exit, which
+//! frees descriptors), never from a timer, and a stalled listener never makes the loop
+//! poll without sleeping.
 
-use std::io::{ErrorKind, Read, Write};
+use std::fs::File;
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use mio::net::UnixStream;
@@ -23,16 +41,45 @@ pub const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// Connections accepted per listener event before the loop gets to run other events.
 const ACCEPT_BUDGET: usize = 256;
 
+/// Descriptors below the open-file limit that clients never get: an eighth of the
+/// limit, within 8..=64 (a respawn needs a few at once: pipes, the exec-error pipe).
+pub fn fd_reserve(limit: u64) -> u64 {
+    (limit / 8).clamp(8, 64)
+}
+
+/// Why a newcomer is turned away.
+enum Full {
+    Clients,
+    Reserve,
+    NoFds,
+}
+
 impl ControlServer {
     pub(super) fn accept(&mut self, registry: &Registry) {
+        self.stalled = false;
+        if self.spare.is_none() {
+            self.spare = open_spare();
+        }
         for _ in 0..ACCEPT_BUDGET {
             let mut stream = match self.listener.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if out_of_fds(&e) => {
+                    if let Some(old) = self.idlest() {
+                        self.evict(registry, old);
+                    } else if !self.refuse_on_spare() {
+                        self.stalled = true;
+                        log::warn!(
+                            "control socket: cannot accept a client: {e}; trying again \
+                             once some are free"
+                        );
+                        return;
+                    }
+                    continue;
+                }
                 Err(e) => {
-                    // EMFILE and friends: the pending connection stays queued; try
-                    // again on the next event rather than spinning now.
+                    // ENOBUFS, ENOMEM: the connection stays queued for the next event.
                     log::warn!("control socket: accept failed: {e}");
                     return;
                 }
@@ -55,34 +102,38 @@ impl ControlServer {
                     continue;
                 }
             }
-            if self.clients.len() >= self.max_clients {
-                // Full. Idle connections (silent ones, or done with their requests)
-                // must not lock the CLI out: the longest-idle one makes room.
-                if let Some(old) = self.idlest() {
-                    log::warn!(
-                        "control socket: {} clients; closing the longest idle one",
-                        self.max_clients
-                    );
-                    let msg = "closed: idle while supervise had too many clients";
-                    self.queue(registry, old, Response::error(msg).to_line().as_bytes());
-                    self.remove(registry, old);
+            let reserve = fd_reserve(self.fd_limit);
+            let full = if self.clients.len() >= self.max_clients {
+                Some(Full::Clients)
+            } else if stream.as_raw_fd() as u64 + reserve >= self.fd_limit {
+                Some(Full::Reserve)
+            } else {
+                None
+            };
+            if let Some(why) = full {
+                // Idle connections (silent ones, or done with their requests) must not
+                // lock the CLI out: the longest-idle one makes room (a client, or the
+                // descriptor the newcomer holds now).
+                match self.idlest() {
+                    Some(old) => self.evict(registry, old),
+                    None => {
+                        self.turn_away(&mut stream, &why);
+                        continue;
+                    }
                 }
-            }
-            if self.clients.len() >= self.max_clients {
-                reject(
-                    &mut stream,
-                    &format!(
-                        "too many clients (at most {} at once, none idle); try again",
-                        self.max_clients
-                    ),
-                );
-                continue;
             }
             let token = Token(self.next_token);
             self.next_token += 1;
             if let Err(e) = registry.register(&mut stream, token, Interest::READABLE) {
                 log::warn!("control socket: cannot register a client: {e}");
                 continue;
+            }
+            if self.turned_away > 0 {
+                log::info!(
+                    "control socket: admitting clients again ({} turned away)",
+                    self.turned_away
+                );
+                self.turned_away = 0;
             }
             self.clients.insert(token, Conn::new(stream));
             // Connections queued before the listener's event may have spoken already.
@@ -93,6 +144,68 @@ impl ControlServer {
         if let Some(t) = self.listener_token {
             let _ = registry.reregister(&mut self.listener, t, Interest::READABLE);
         }
+    }
+
+    /// Whether accept(2) ran out of descriptors with connections still waiting: call
+    /// [`ControlServer::accept`] again when the loop turns for another reason.
+    pub(super) fn stalled(&self) -> bool {
+        self.stalled
+    }
+
+    /// Out of descriptors: give up the spare, accept the newcomer on it, tell it why,
+    /// close it, take the spare back. False if there was no spare or it did not help.
+    fn refuse_on_spare(&mut self) -> bool {
+        let Some(spare) = self.spare.take() else {
+            return false;
+        };
+        drop(spare);
+        let refused = loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    self.turn_away(&mut stream, &Full::NoFds);
+                    break true;
+                }
+                // Nobody waits any more: nothing to refuse, and nothing failed.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+        };
+        self.spare = open_spare();
+        refused
+    }
+
+    /// Answer a newcomer that does not get in. The first of a run is logged.
+    fn turn_away(&mut self, stream: &mut UnixStream, why: &Full) {
+        let limit = self.fd_limit;
+        let message = match why {
+            Full::Clients => format!(
+                "too many clients (at most {} at once, none idle); try again",
+                self.max_clients
+            ),
+            Full::Reserve => format!(
+                "too many clients: supervise keeps its last {} file descriptors (of {limit}) \
+                 for its instances, and no client is idle; try again",
+                fd_reserve(limit)
+            ),
+            Full::NoFds => format!(
+                "too many clients: supervise is out of file descriptors (limit {limit}); \
+                 try again"
+            ),
+        };
+        if self.turned_away == 0 {
+            log::warn!("control socket: turning clients away: {message}");
+        }
+        self.turned_away += 1;
+        reject(stream, &message);
+    }
+
+    /// Close an idle client to make room, telling it why.
+    fn evict(&mut self, registry: &Registry, old: Token) {
+        log::warn!("control socket: full; closing the longest idle client");
+        let msg = "closed: idle while supervise had too many clients";
+        self.queue(registry, old, Response::error(msg).to_line().as_bytes());
+        self.remove(registry, old);
     }
 
     /// The client that has been idle longest, if any is idle: nothing in flight, not
@@ -113,6 +226,15 @@ impl ControlServer {
     }
 }
 
+fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// The descriptor given up when there is no other (close-on-exec, as std opens).
+pub(super) fn open_spare() -> Option<File> {
+    File::open("/dev/null").ok()
+}
+
 /// Best effort: one error line into a fresh socket's (empty) send buffer, then close.
 /// What it sent already is read first, so closing does not reset the connection
 /// under the line.
@@ -129,10 +251,14 @@ fn reject(stream: &mut UnixStream, message: &str) {
 
 /// A quarter of the open-file limit, within [`MIN_CLIENTS`]..=[`MAX_CLIENTS`]: the
 /// rest is for the instances' pipes and sockets.
-pub(super) fn client_limit() -> usize {
-    use nix::sys::resource::{getrlimit, Resource};
-    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+pub(super) fn client_limit(soft: u64) -> usize {
     usize::try_from(soft / 4)
         .unwrap_or(MAX_CLIENTS)
         .clamp(MIN_CLIENTS, MAX_CLIENTS)
+}
+
+/// The soft open-file limit (supervise raised it to the hard one at start).
+pub(super) fn fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, Resource};
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft)
 }
