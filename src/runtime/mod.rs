@@ -306,7 +306,9 @@ impl Runtime {
             let timeout = if self.pipes.busy(room) || commanded || self.control_backlog() {
                 Some(Duration::ZERO)
             } else {
-                wake_at.map(|at| at.saturating_duration_since(Instant::now()))
+                // A resting pipe's read is no reason to plan: not in `planned`.
+                let at = wake_at.into_iter().chain(self.pipes.next_deadline()).min();
+                at.map(|at| at.saturating_duration_since(Instant::now()))
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -338,6 +340,7 @@ impl Runtime {
                     _ => {}
                 }
             }
+            self.pipes.wake_due(self.poll.registry(), &mut sinks!(self));
             self.pipes.resume(self.poll.registry(), &mut sinks!(self));
         }
     }

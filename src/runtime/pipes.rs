@@ -12,6 +12,13 @@
 //! never while the rest may still wait in the pipe. When supervise leaves, every pipe is
 //! read to its end (see `Runtime::drain_pipes`).
 //!
+//! A chatty pipe rests: when it wakes the loop twice within [`REST`], it is taken out of
+//! the poll and read again [`REST`] later, whatever came meanwhile at once, until a read
+//! finds it empty and it is watched again. Each write of an app into a watched pipe wakes
+//! the loop (and costs the app a cross-CPU wake-up): an app writing a line per `write(2)`
+//! would otherwise pay that per line. Lines then come out at most [`REST`] later; a quiet
+//! pipe costs no timer, and a pipe that writes now and then is read at once.
+//!
 //! Pipes of ended runs are kept until their end of file, so that their last lines still
 //! come out once stdout moves again; but at most [`MAX_ENDED`] of them: past that (a crash
 //! loop behind a stuck stdout), the oldest is emptied, its lines counted as lost and
@@ -21,7 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -56,6 +63,8 @@ const DEFAULT_PIPE: usize = 64 * 1024;
 const DRAIN_READS: usize = 64;
 /// Pipes of ended runs kept open at most.
 pub const MAX_ENDED: usize = 64;
+/// How long a chatty pipe rests between reads (see the module docs).
+pub const REST: Duration = Duration::from_millis(1);
 
 struct Pipe {
     fd: OwnedFd,
@@ -71,6 +80,10 @@ struct Pipe {
     ended: Option<u64>,
     /// Its capacity was raised (or that was tried).
     grown: bool,
+    /// When a wake-up last found data in it.
+    woke: Option<Instant>,
+    /// Out of the poll, read again by a timer in `Pipes::resting`.
+    resting: bool,
 }
 
 pub struct Pipes {
@@ -81,8 +94,13 @@ pub struct Pipes {
     buf: Vec<u8>,
     /// Leader exits seen, to order the pipes of ended runs.
     exits: u64,
+    /// When each resting pipe is read again, in time order (one entry per resting pipe).
+    resting: VecDeque<(Instant, Token)>,
+    /// supervise is leaving: pipes are watched, never rest.
+    leaving: bool,
 }
 
+#[derive(Clone, Copy, PartialEq)]
 enum Turn {
     /// Nothing more to read now.
     Idle,
@@ -99,6 +117,8 @@ impl Pipes {
             again: Vec::new(),
             buf: vec![0; READ_SIZE],
             exits: 0,
+            resting: VecDeque::new(),
+            leaving: false,
         }
     }
 
@@ -138,6 +158,8 @@ impl Pipes {
                 eof: false,
                 ended: None,
                 grown: false,
+                woke: None,
+                resting: false,
             },
         );
         // Data may already be waiting; edge-triggered registration would not say so.
@@ -146,7 +168,69 @@ impl Pipes {
     }
 
     pub fn readable(&mut self, registry: &Registry, token: Token, sink: &mut dyn LineSink) {
-        self.turn(registry, token, sink, READS_PER_TURN);
+        let (turn, got) = self.turn(registry, token, sink, READS_PER_TURN);
+        let now = Instant::now();
+        let Some(pipe) = self.pipes.get_mut(&token) else {
+            return;
+        };
+        if !got || turn != Turn::Idle || pipe.resting || self.leaving {
+            return;
+        }
+        let chatty = pipe.woke.is_some_and(|w| now.duration_since(w) < REST);
+        pipe.woke = Some(now);
+        if chatty
+            && registry
+                .deregister(&mut SourceFd(&pipe.fd.as_raw_fd()))
+                .is_ok()
+        {
+            // It must hold what comes while it rests.
+            pipe.grow();
+            pipe.resting = true;
+            self.resting.push_back((now + REST, token));
+        }
+    }
+
+    /// When the next resting pipe is to be read.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.resting.front().map(|(at, _)| *at)
+    }
+
+    /// Reads the resting pipes whose time has come: one that gave nothing is watched
+    /// again, the others rest once more.
+    pub fn wake_due(&mut self, registry: &Registry, sink: &mut dyn LineSink) {
+        let now = Instant::now();
+        while let Some(&(at, token)) = self.resting.front() {
+            if at > now {
+                break;
+            }
+            self.resting.pop_front();
+            let (turn, got) = self.turn(registry, token, sink, READS_PER_TURN);
+            if turn == Turn::Closed {
+                continue;
+            }
+            if turn == Turn::Idle && !got && self.watch(registry, token) {
+                continue;
+            }
+            self.resting.push_back((now + REST, token));
+        }
+    }
+
+    /// Puts a resting pipe back in the poll. False if that failed (it rests on).
+    fn watch(&mut self, registry: &Registry, token: Token) -> bool {
+        let Some(pipe) = self.pipes.get_mut(&token) else {
+            return true;
+        };
+        let fd = pipe.fd.as_raw_fd();
+        // Data that came meanwhile is reported at once: the registration checks.
+        if registry
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+            .is_err()
+        {
+            return false;
+        }
+        pipe.resting = false;
+        pipe.woke = None;
+        true
     }
 
     /// Visit the pipes left with work (after a full budget or a full output queue).
@@ -173,7 +257,7 @@ impl Pipes {
             if let Some(pipe) = self.pipes.get_mut(&token) {
                 pipe.ended = Some(self.exits);
             }
-            if let Turn::Idle = self.turn(registry, token, sink, DRAIN_READS) {
+            if let (Turn::Idle, _) = self.turn(registry, token, sink, DRAIN_READS) {
                 if let Some(pipe) = self.pipes.get_mut(&token) {
                     let mut chunk = pipe.chunk(0);
                     pipe.splitter.finish(&mut chunk);
@@ -187,7 +271,15 @@ impl Pipes {
 
     /// supervise is leaving: every pipe is read to its end from now on, as budgets allow.
     pub fn drain_all(&mut self, registry: &Registry, sink: &mut dyn LineSink) {
+        self.leaving = true;
         let tokens: Vec<Token> = self.pipes.keys().copied().collect();
+        let mut left = VecDeque::new();
+        for (at, token) in std::mem::take(&mut self.resting) {
+            if !self.watch(registry, token) {
+                left.push_back((at, token));
+            }
+        }
+        self.resting = left;
         for token in tokens {
             self.turn(registry, token, sink, READS_PER_TURN);
         }
@@ -232,17 +324,18 @@ impl Pipes {
         }
     }
 
+    /// Sends what waits and reads at most `reads` times; also says whether it read data.
     fn turn(
         &mut self,
         registry: &Registry,
         token: Token,
         sink: &mut dyn LineSink,
         reads: usize,
-    ) -> Turn {
+    ) -> (Turn, bool) {
         let Some(pipe) = self.pipes.get_mut(&token) else {
-            return Turn::Closed;
+            return (Turn::Closed, false);
         };
-        let turn = pump(pipe, sink, &mut self.buf, reads);
+        let (turn, got) = pump(pipe, sink, &mut self.buf, reads);
         match turn {
             Turn::Idle => {}
             Turn::Again => {
@@ -255,11 +348,19 @@ impl Pipes {
                 self.pipes.remove(&token);
             }
         }
-        turn
+        (turn, got)
     }
 }
 
 impl Pipe {
+    fn grow(&mut self) {
+        if !self.grown {
+            self.grown = true;
+            // Refused past the user's pipe budget or pipe-max-size: stay as it is.
+            let _ = fcntl(&self.fd, FcntlArg::F_SETPIPE_SZ(GROWN_PIPE as i32));
+        }
+    }
+
     /// An empty chunk of this pipe, read now, for about `bytes` bytes.
     fn chunk(&self, bytes: usize) -> Chunk {
         let mut c = Chunk::new(
@@ -279,20 +380,23 @@ impl Pipe {
     }
 }
 
-fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) -> Turn {
+/// Sends what waits, then reads and sends, at most `reads` times. Also says whether
+/// anything was read.
+fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) -> (Turn, bool) {
     let mut reads_left = reads;
+    let mut got = false;
     loop {
         while let Some((chunk, mut delivered)) = pipe.pending.pop_front() {
             if !sink.deliver(&chunk, &mut delivered) {
                 pipe.pending.push_front((chunk, delivered));
-                return Turn::Again;
+                return (Turn::Again, got);
             }
         }
         if pipe.eof {
-            return Turn::Closed;
+            return (Turn::Closed, got);
         }
         if reads_left == 0 {
-            return Turn::Again;
+            return (Turn::Again, got);
         }
         reads_left -= 1;
         let mut chunk;
@@ -303,15 +407,15 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
                 pipe.eof = true;
             }
             Ok(n) => {
-                if n >= DEFAULT_PIPE && !pipe.grown {
-                    pipe.grown = true;
-                    // Refused past the user's pipe budget or pipe-max-size: stay as it is.
-                    let _ = fcntl(&pipe.fd, FcntlArg::F_SETPIPE_SZ(GROWN_PIPE as i32));
+                got = true;
+                // Full, give or take the page ends that small writes leave unused.
+                if n >= DEFAULT_PIPE / 2 {
+                    pipe.grow();
                 }
                 chunk = pipe.chunk(n + pipe.splitter.pending());
                 pipe.splitter.push(&buf[..n], &mut chunk);
             }
-            Err(Errno::EAGAIN) => return Turn::Idle,
+            Err(Errno::EAGAIN) => return (Turn::Idle, got),
             Err(Errno::EINTR) => continue,
             Err(_) => {
                 chunk = pipe.chunk(0);

@@ -141,3 +141,51 @@ stop_timeout = "1s"
     h.send_signal(Signal::SIGTERM);
     assert_eq!(h.wait_exit(Duration::from_secs(30)).code(), Some(0));
 }
+
+/// Context switches of all of supervise's threads so far.
+fn switches(pid: i32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+#[test]
+fn a_chatty_pipe_rests_between_reads_and_sleeps_once_quiet() {
+    // One write(2) per line: the pipe rests between reads (see runtime/pipes.rs).
+    const N: usize = 20_000;
+    let mut h = Harness::new();
+    let config = h.write_config(
+        "eco.toml",
+        &format!(
+            r#"
+[apps.web]
+command = ["sh", "-c", "i=1; while [ $i -le {N} ]; do echo $i; i=$((i+1)); done; exec sleep 1000"]
+stop_timeout = "1s"
+"#
+        ),
+    );
+    h.start(&config);
+    h.wait_for(|| h.instance_output("web.0").len() >= N, LONG);
+    let want: Vec<String> = (1..=N).map(|i| i.to_string()).collect();
+    compare("stdout", &h.instance_output("web.0"), &want);
+    // Quiet again: no timer is left behind. Observed over a window (not a wait).
+    let supervise = h.supervise_pid();
+    let before = switches(supervise);
+    std::thread::sleep(Duration::from_millis(300));
+    let after = switches(supervise);
+    assert!(
+        after - before <= 1,
+        "{} context switches in 300 ms with nothing to do",
+        after - before
+    );
+    h.send_signal(Signal::SIGTERM);
+    assert_eq!(h.wait_exit(Duration::from_secs(30)).code(), Some(0));
+}
