@@ -7,32 +7,36 @@
 //! environment is built before the clone, so we reserve the slot and write the digits
 //! in the child (see DESIGN.md §C).
 //!
-//! The child is started the way glibc's `posix_spawn` does it, with
-//! `clone(CLONE_VM | CLONE_VFORK)` on a stack of its own: no page tables are copied,
-//! and the loop thread is suspended only until the child's `execve` has replaced its
-//! memory (or the child has failed and written its errno into the image). So a failed
-//! exec is known when `spawn` returns, and spawning costs no more than the exec itself,
-//! however large supervise grows. Sharing memory with the parent means the child must
-//! not touch anything but the image: no allocation, no locks, no glibc call that
-//! works on the whole process (setuid and friends are raw system calls here), and
-//! every handled signal reset before any can be delivered.
+//! The child is cloned with `CLONE_VM` on a stack of its own, as glibc's `posix_spawn`
+//! does: no page tables are copied, so a spawn costs the same however large supervise
+//! grows. Unlike `posix_spawn` (and std's `Command::spawn`), an instance's [`start`]
+//! does not wait for the exec (no `CLONE_VFORK`): waiting serialises the starts behind
+//! each child's turn on a busy CPU (1000 instances took twice as long as a C loop that
+//! forks them; issue 14 item 2). Instead the child reports through a close-on-exec
+//! pipe, which the loop polls: its end without data means the exec happened, an errno
+//! before it means the child failed (and exits with 127). The image and the stack the
+//! child runs on are kept until that end, which only the exec or the exit brings.
+//! Exec probes use [`spawn`], which waits (`CLONE_VFORK`) and returns the error at once.
+//!
+//! Sharing memory with the running parent means the child must not touch anything but
+//! its image and stack: no allocation, no locks, and no libc wrapper at all, since
+//! they set `errno`, which the child shares with the loop thread (its system calls
+//! are made directly, `sys`; on architectures without that, it waits as `spawn` does).
+//! Every handled signal is reset before any can be delivered.
 //!
 //! Runs on the loop thread, which is also the only waiter (`reap`): a child whose exec
-//! failed is collected here, before `spawn` returns, so the reaper never sees it.
+//! failed is collected by whoever learns of it first, `spawn`/`Starting::outcome` (so
+//! the reaper never sees it) or the reaper (which then asks `Starting::finish` why).
 
-use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::resource::Resource;
 use nix::unistd::Pid;
 
+use super::image::{prepare, Image};
+pub use super::image::{ExecSpec, Rlimit};
 pub use super::users::Ids;
-
-const LISTEN_PID: &[u8] = b"LISTEN_PID=";
 
 pub struct Spawned {
     pub pid: i32,
@@ -41,151 +45,124 @@ pub struct Spawned {
     pub stderr: Option<OwnedFd>,
 }
 
-/// A resource limit to set in the child: (resource, soft, hard).
-pub type Rlimit = (Resource, libc::rlim_t, libc::rlim_t);
+/// The child's stack: it only runs `exec_child`, whose frames are small. Allocated
+/// without being zeroed, so only the pages the child touches become resident.
+const CHILD_STACK: usize = 32 * 1024;
 
-/// Everything one exec needs, prepared by the caller: no lookup (of users, of `PATH`,
-/// of the environment) happens here.
-#[derive(Debug, Clone, Default)]
-pub struct ExecSpec {
-    /// Absolute path of the executable.
-    pub program: PathBuf,
-    /// argv, argv[0] included.
-    pub argv: Vec<OsString>,
-    /// The whole environment, in order (the socket-activation variables below are
-    /// added to it).
-    pub env: Vec<(OsString, OsString)>,
-    pub cwd: PathBuf,
-    pub ids: Option<Ids>,
-    pub limits: Vec<Rlimit>,
-    pub umask: Option<u32>,
-    /// Listening sockets, in `listen` order, with their LISTEN_FDNAMES names.
-    pub sockets: Vec<(RawFd, String)>,
-    /// `NOTIFY_SOCKET` for `ready = "notify"`.
-    pub notify_socket: Option<PathBuf>,
-    /// `WATCHDOG_USEC`, with `watchdog`.
-    pub watchdog_usec: Option<u128>,
-    /// Output to /dev/null (exec probes).
-    pub quiet: bool,
-}
+/// Whether the child's system calls bypass libc (see `sys`), which lets the loop thread
+/// run on while the child prepares its exec.
+const CONCURRENT: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
-fn cstring(bytes: Vec<u8>) -> io::Result<CString> {
-    CString::new(bytes)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argument"))
-}
-
-/// `setrlimit`'s resource type: glibc has its own, musl (the static build) takes an int.
-#[cfg(target_env = "gnu")]
-type RlimitResource = libc::__rlimit_resource_t;
-#[cfg(not(target_env = "gnu"))]
-type RlimitResource = libc::c_int;
-
-/// The prepared image of the child: only read (and the LISTEN_PID slot written) after
-/// fork. Raw pointers point into the buffers it owns.
-struct Image {
-    program: CString,
-    _argv: Vec<CString>,
-    argv_ptrs: Vec<*const libc::c_char>,
-    _envp: Vec<Vec<u8>>,
-    envp_ptrs: Vec<*const libc::c_char>,
-    /// Where to write the pid digits (inside one of `_envp`'s buffers), if any.
-    listen_pid_digits: Option<*mut u8>,
-    /// Sockets to place at 3, 4, ...; `moved` receives their temporary copies.
-    sockets: Vec<RawFd>,
-    moved: Vec<RawFd>,
-    limits: Vec<(RlimitResource, libc::rlim_t, libc::rlim_t)>,
-    ids: Option<Ids>,
-    umask: Option<libc::mode_t>,
-    cwd: CString,
-    /// What becomes the child's 0, 1 and 2.
-    stdio: [RawFd; 3],
-    /// Set by the child when it fails before or in execve; read after the clone.
-    errno: libc::c_int,
-}
-
-fn prepare(spec: &ExecSpec) -> io::Result<Image> {
-    if spec.sockets.len() > super::fds::RESERVED_FDS {
-        return Err(io::Error::other(format!(
-            "at most {} listen addresses per app",
-            super::fds::RESERVED_FDS
-        )));
-    }
-    let program = cstring(spec.program.as_os_str().as_bytes().to_vec())?;
-    let argv: Vec<CString> = spec
-        .argv
-        .iter()
-        .map(|a| cstring(a.as_bytes().to_vec()))
-        .collect::<io::Result<_>>()?;
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-
-    let mut envp: Vec<Vec<u8>> = Vec::with_capacity(spec.env.len() + 5);
-    for (k, v) in &spec.env {
-        let mut entry = Vec::with_capacity(k.len() + v.len() + 2);
-        entry.extend(k.as_bytes());
-        entry.push(b'=');
-        entry.extend(v.as_bytes());
-        if entry.contains(&0) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "NUL byte in environment",
-            ));
-        }
-        entry.push(0);
-        envp.push(entry);
-    }
-    if let Some(path) = &spec.notify_socket {
-        let mut entry = b"NOTIFY_SOCKET=".to_vec();
-        entry.extend(path.as_os_str().as_bytes());
-        entry.push(0);
-        envp.push(entry);
-    }
-    if let Some(usec) = spec.watchdog_usec {
-        envp.push(format!("WATCHDOG_USEC={usec}\0").into_bytes());
-    }
-    let mut listen_pid_digits = None;
-    if !spec.sockets.is_empty() {
-        let names: Vec<&str> = spec.sockets.iter().map(|(_, n)| n.as_str()).collect();
-        envp.push(format!("LISTEN_FDS={}\0", spec.sockets.len()).into_bytes());
-        envp.push(format!("LISTEN_FDNAMES={}\0", names.join(":")).into_bytes());
-        // 20 digits hold any pid; the slot is NUL-filled so it is always terminated.
-        let mut entry = LISTEN_PID.to_vec();
-        entry.extend([0u8; 21]);
-        envp.push(entry);
-        let slot = envp.last_mut().expect("just pushed");
-        listen_pid_digits = Some(slot[LISTEN_PID.len()..].as_mut_ptr());
-    }
-    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr().cast()).collect();
-    envp_ptrs.push(std::ptr::null());
-
-    let sockets: Vec<RawFd> = spec.sockets.iter().map(|(fd, _)| *fd).collect();
-    Ok(Image {
-        cwd: cstring(spec.cwd.as_os_str().as_bytes().to_vec())?,
-        stdio: [-1; 3],
-        errno: 0,
-        program,
-        _argv: argv,
-        argv_ptrs,
-        _envp: envp,
-        envp_ptrs,
-        listen_pid_digits,
-        moved: vec![-1; sockets.len()],
-        sockets,
-        limits: spec
-            .limits
-            .iter()
-            .map(|(r, soft, hard)| (*r as RlimitResource, *soft, *hard))
-            .collect(),
-        ids: spec.ids.clone(),
-        umask: spec.umask,
-    })
-}
-
-/// The child's stack: it only runs `exec_child`, whose frames are small.
-const CHILD_STACK: usize = 64 * 1024;
-
+/// Start an exec probe: returns once the child has exec'ed, or with its error.
 pub fn spawn(spec: &ExecSpec) -> io::Result<Spawned> {
-    let mut image = prepare(spec)?;
+    let (spawned, child) = launch(spec, None, true)?;
+    // The child has exec'ed or exited: it no longer uses its image or stack.
+    if child.image.errno != 0 {
+        // It called _exit: collect it now, so the reaper never hears of it.
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(spawned.pid), None);
+        return Err(io::Error::from_raw_os_error(child.image.errno));
+    }
+    Ok(spawned)
+}
+
+/// Start an instance without waiting for its exec: its outcome comes through
+/// [`Starting`], to be read when its descriptor is readable.
+pub fn start(spec: &ExecSpec) -> io::Result<(Spawned, Starting)> {
+    let (report, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    let (spawned, child) = launch(spec, Some(write.as_raw_fd()), !CONCURRENT)?;
+    // Closed before any later clone can inherit it: the report ends when this child
+    // exec's or exits, not when some sibling does.
+    drop(write);
+    let starting = Starting {
+        pid: spawned.pid,
+        reaped: false,
+        report,
+        errno: Vec::new(),
+        child: Some(child),
+    };
+    Ok((spawned, starting))
+}
+
+/// What a child runs on until its exec: its prepared image and its stack.
+struct ChildMemory {
+    image: Box<Image>,
+    _stack: Box<[std::mem::MaybeUninit<u8>]>,
+}
+
+/// An instance cloned by [`start`], its exec not yet confirmed. The child writes its
+/// errno into the report pipe if it fails; the pipe's end (it is close-on-exec, so the
+/// end comes at the exec or the exit) says it no longer runs in supervise's memory,
+/// and only then are its image and stack freed.
+pub struct Starting {
+    pid: i32,
+    /// Already collected by the reaper.
+    reaped: bool,
+    report: OwnedFd,
+    errno: Vec<u8>,
+    child: Option<ChildMemory>,
+}
+
+impl Starting {
+    /// The report pipe's read end (non-blocking), to register in the poll.
+    pub fn fd(&self) -> RawFd {
+        self.report.as_raw_fd()
+    }
+
+    /// The outcome once known: Ok once the child has exec'ed (or died before, of a
+    /// signal: its exit is reaped as any other), or the error its exec or preparation
+    /// met (it then exits with 127). None while it is still preparing.
+    pub fn outcome(&mut self) -> Option<io::Result<()>> {
+        let mut buf = [0u8; 8];
+        loop {
+            match nix::unistd::read(&self.report, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.errno.extend(&buf[..n]),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return None,
+            }
+        }
+        // The end of the report: the child has left supervise's memory.
+        self.child = None;
+        let result = self.result();
+        if result.is_err() && !self.reaped {
+            // It wrote its errno and closed its descriptors: it is exiting. Collect it
+            // now, as a waiting spawn does, so the reaper never hears of it.
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(self.pid), None);
+        }
+        Some(result)
+    }
+
+    /// The child has been reaped: its outcome (what it wrote is all there).
+    pub fn finish(mut self) -> io::Result<()> {
+        self.reaped = true;
+        self.outcome().unwrap_or_else(|| self.result())
+    }
+
+    fn result(&self) -> io::Result<()> {
+        match <[u8; 4]>::try_from(self.errno.get(..4).unwrap_or_default()) {
+            Ok(bytes) => Err(io::Error::from_raw_os_error(i32::from_ne_bytes(bytes))),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        // The report never ended: the child may still run on this memory. Keep it.
+        if let Some(child) = self.child.take() {
+            std::mem::forget(child);
+        }
+    }
+}
+
+/// Prepare and clone the child; with `wait`, return once it has exec'ed or exited.
+fn launch(
+    spec: &ExecSpec,
+    report: Option<RawFd>,
+    wait: bool,
+) -> io::Result<(Spawned, ChildMemory)> {
+    let mut image = Box::new(prepare(spec)?);
+    image.report = report.unwrap_or(-1);
     let stdin = super::fds::null_input()?;
     let (stdout, stderr, out_w, err_w) = if spec.quiet {
         let null = super::fds::null_output()?;
@@ -200,40 +177,55 @@ pub fn spawn(spec: &ExecSpec) -> io::Result<Spawned> {
     };
     let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     image.stdio = [stdin.as_raw_fd(), raw(&out_w), raw(&err_w)];
-
-    let mut stack = vec![0u8; CHILD_STACK];
-    let pid = clone_vfork(&mut image, &mut stack)?;
-    // The child has exec'ed or exited: it no longer uses the image, the stack, or
-    // these descriptors (its own copies of the write ends stay open in it).
-    if image.errno != 0 {
-        // It called _exit: collect it now, so the reaper never hears of it.
-        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
-        return Err(io::Error::from_raw_os_error(image.errno));
-    }
-    Ok(Spawned {
+    let mut stack = Box::new_uninit_slice(CHILD_STACK);
+    let pid = clone_child(&mut image, &mut stack, wait)?;
+    // The child has its own copies of these descriptors (its own table): ours close.
+    let spawned = Spawned {
         pid,
         stdout,
         stderr,
-    })
+    };
+    Ok((
+        spawned,
+        ChildMemory {
+            image,
+            _stack: stack,
+        },
+    ))
 }
 
-/// clone(CLONE_VM | CLONE_VFORK) running `exec_child` on `stack`; the child's pid once
-/// it has exec'ed or exited (then `image.errno` says why).
-fn clone_vfork(image: &mut Image, stack: &mut [u8]) -> io::Result<i32> {
+/// clone(CLONE_VM) running `exec_child` on `stack`: the child's pid. With `wait`
+/// (CLONE_VFORK), once it has exec'ed or exited (then `image.errno` says why).
+fn clone_child(
+    image: &mut Image,
+    stack: &mut [std::mem::MaybeUninit<u8>],
+    wait: bool,
+) -> io::Result<i32> {
     extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: `arg` is the `&mut Image` clone_vfork passed, alive and not used by the
-        // suspended parent until this child has exec'ed or exited.
+        // SAFETY: `arg` is the boxed `Image` clone_child passed; the parent keeps it (and
+        // the stack) alive and untouched until this child has exec'ed or exited: it
+        // waits (CLONE_VFORK), or it frees them only at the end of the report pipe,
+        // which the exec (close-on-exec) or the exit brings.
         unsafe {
             let image = &mut *arg.cast::<Image>();
-            let errno = exec_child(image);
-            std::ptr::write_volatile(&mut image.errno, errno.max(1));
-            libc::_exit(127)
+            let errno = exec_child(image).max(1);
+            std::ptr::write_volatile(&mut image.errno, errno);
+            if image.report >= 0 {
+                let bytes = errno.to_ne_bytes();
+                sys(
+                    libc::SYS_write,
+                    [image.report as usize, bytes.as_ptr() as usize, 4, 0],
+                );
+            }
+            sys(libc::SYS_exit, [127, 0, 0, 0]);
+            127
         }
     }
-    // SAFETY: the stack is ours and outlives the child's use of it (CLONE_VFORK returns
-    // only after its exec or exit); every signal is blocked around the clone so no
-    // handler of supervise runs on the child's stack before it resets them; the child
-    // makes only the system calls of `exec_child`.
+    let flags = libc::CLONE_VM | libc::SIGCHLD | if wait { libc::CLONE_VFORK } else { 0 };
+    // SAFETY: the stack and image live until the child no longer uses them (above);
+    // every signal is blocked around the clone so no handler of supervise runs on the
+    // child's stack before it resets them; the child makes only the raw system calls
+    // of `exec_child`, so it never writes the errno it shares with the loop thread.
     unsafe {
         let top = stack.as_mut_ptr().add(stack.len());
         let top = top.sub(top as usize % 16).cast::<libc::c_void>();
@@ -241,28 +233,68 @@ fn clone_vfork(image: &mut Image, stack: &mut [u8]) -> io::Result<i32> {
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let pid = libc::clone(
-            child,
-            top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (image as *mut Image).cast(),
-        );
+        let pid = libc::clone(child, top, flags, (image as *mut Image).cast());
         let error = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         if pid < 0 {
             return Err(error);
         }
-        image.errno = std::ptr::read_volatile(&image.errno);
+        if wait {
+            // The child is done with the image (not so without `wait`: hands off).
+            image.errno = std::ptr::read_volatile(&image.errno);
+        }
         Ok(pid)
     }
 }
 
-/// The errno of a failed call, or Ok.
-unsafe fn check(ret: libc::c_long) -> Result<(), libc::c_int> {
+/// A system call for the child, returning the result or -errno. The child shares the
+/// loop thread's memory, its thread-local `errno` included, while that thread runs
+/// on: it must not go through libc, whose wrappers set `errno`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn sys(number: libc::c_long, args: [usize; 4]) -> isize {
+    let ret: isize;
+    std::arch::asm!(
+        "syscall",
+        inlateout("rax") number as isize => ret,
+        in("rdi") args[0], in("rsi") args[1], in("rdx") args[2], in("r10") args[3],
+        lateout("rcx") _, lateout("r11") _,
+        options(nostack),
+    );
+    ret
+}
+
+#[cfg(target_arch = "aarch64")]
+unsafe fn sys(number: libc::c_long, args: [usize; 4]) -> isize {
+    let ret: isize;
+    std::arch::asm!(
+        "svc 0",
+        in("x8") number,
+        inlateout("x0") args[0] as isize => ret,
+        in("x1") args[1], in("x2") args[2], in("x3") args[3],
+        options(nostack),
+    );
+    ret
+}
+
+/// Elsewhere, libc's `syscall` (it sets errno): the loop thread then waits for each
+/// child's exec (CONCURRENT is false), as glibc's `posix_spawn` does.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn sys(number: libc::c_long, args: [usize; 4]) -> isize {
+    let ret = libc::syscall(number, args[0], args[1], args[2], args[3]);
     if ret < 0 {
-        Err(*libc::__errno_location())
+        -(*libc::__errno_location() as isize)
     } else {
-        Ok(())
+        ret as isize
+    }
+}
+
+/// `sys`, with its result as Ok or the errno.
+unsafe fn call(number: libc::c_long, args: [usize; 4]) -> Result<usize, libc::c_int> {
+    let ret = sys(number, args);
+    if ret < 0 {
+        Err(-ret as libc::c_int)
+    } else {
+        Ok(ret as usize)
     }
 }
 
@@ -270,15 +302,36 @@ unsafe fn check(ret: libc::c_long) -> Result<(), libc::c_int> {
 unsafe fn exec_child(image: &mut Image) -> libc::c_int {
     match prepare_child(image) {
         Ok(()) => {
-            libc::execve(
-                image.program.as_ptr(),
-                image.argv_ptrs.as_ptr(),
-                image.envp_ptrs.as_ptr(),
-            );
-            *libc::__errno_location()
+            let args = [
+                image.program.as_ptr() as usize,
+                image.argv_ptrs.as_ptr() as usize,
+                image.envp_ptrs.as_ptr() as usize,
+                0,
+            ];
+            call(libc::SYS_execve, args).err().unwrap_or(libc::ENOEXEC)
         }
         Err(errno) => errno,
     }
+}
+
+/// The kernel's `struct sigaction` (not libc's), for rt_sigaction.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// F_DUPFD_CLOEXEC: a close-on-exec copy of `fd` at `at` or above.
+unsafe fn copy_above(fd: RawFd, at: RawFd) -> Result<RawFd, libc::c_int> {
+    let args = [fd as usize, libc::F_DUPFD_CLOEXEC as usize, at as usize, 0];
+    Ok(call(libc::SYS_fcntl, args)? as RawFd)
+}
+
+/// dup2 (as dup3, which every architecture has; source and target always differ here).
+unsafe fn place(fd: RawFd, target: RawFd) -> Result<(), libc::c_int> {
+    call(libc::SYS_dup3, [fd as usize, target as usize, 0, 0]).map(drop)
 }
 
 unsafe fn prepare_child(image: &mut Image) -> Result<(), libc::c_int> {
@@ -286,73 +339,77 @@ unsafe fn prepare_child(image: &mut Image) -> Result<(), libc::c_int> {
     // default, as exec would do. Ignored signals too (SIGPIPE, which Rust ignores, and
     // whatever supervise's own parent ignored: `nohup`, `sh -c '... &'` ignoring
     // SIGINT/SIGQUIT), as systemd does: an app must not ignore its own stop signal.
-    let mut action: libc::sigaction = std::mem::zeroed();
-    for signal in 1..65 {
-        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
-            continue;
-        }
-        if libc::sigaction(signal, std::ptr::null(), &mut action) == 0
-            && action.sa_sigaction != libc::SIG_DFL
-        {
-            action.sa_sigaction = libc::SIG_DFL;
-            action.sa_flags = 0;
-            libc::sigaction(signal, &action, std::ptr::null_mut());
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for signal in 1..65usize {
+        if signal != libc::SIGKILL as usize && signal != libc::SIGSTOP as usize {
+            let action = &default as *const KernelSigaction as usize;
+            sys(libc::SYS_rt_sigaction, [signal, action, 0, 8]);
         }
     }
     // The parent blocked everything around the clone; the app starts with none blocked.
-    let mut set: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut set);
-    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    let none = 0u64;
+    let set = &none as *const u64 as usize;
+    sys(
+        libc::SYS_rt_sigprocmask,
+        [libc::SIG_SETMASK as usize, set, 0, 8],
+    );
     // A session of its own: the instance is one process group, stopped as one, and
     // detached from supervise's terminal (Ctrl-C reaches supervise only).
-    check(libc::setsid().into())?;
+    call(libc::SYS_setsid, [0; 4])?;
+    // The report must survive the placing of stdio and sockets below: above them.
+    let count = image.sockets.len() as RawFd;
+    if image.report >= 0 && image.report < 3 + count {
+        image.report = copy_above(image.report, 3 + count)?;
+    }
     // stdio: sources below 3 are first copied above (so no dup2 overwrites a source
     // still to be placed), then each dup2 into place clears CLOEXEC on the target.
     for fd in image.stdio.iter_mut() {
         if *fd < 3 {
-            *fd = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3);
-            check((*fd).into())?;
+            *fd = copy_above(*fd, 3)?;
         }
     }
-    for (target, fd) in image.stdio.iter().enumerate() {
-        check(libc::dup2(*fd, target as RawFd).into())?;
+    for (target, fd) in (0..).zip(image.stdio) {
+        place(fd, target)?;
     }
-    check(libc::chdir(image.cwd.as_ptr()).into())?;
+    call(libc::SYS_chdir, [image.cwd.as_ptr() as usize, 0, 0, 0])?;
     // Limits before dropping privileges: raising a hard limit needs them.
     for (resource, soft, hard) in &image.limits {
         let lim = libc::rlimit {
             rlim_cur: *soft,
             rlim_max: *hard,
         };
-        check(libc::setrlimit(*resource, &lim).into())?;
+        let lim = &lim as *const libc::rlimit as usize;
+        call(libc::SYS_prlimit64, [0, *resource as usize, lim, 0])?;
     }
     if let Some(ids) = &image.ids {
-        // Raw system calls: glibc's wrappers would signal every thread of the parent
-        // (whose memory we share) to change its ids too.
-        let groups = (ids.groups.len(), ids.groups.as_ptr());
-        check(libc::syscall(libc::SYS_setgroups, groups.0, groups.1))?;
-        check(libc::syscall(libc::SYS_setgid, ids.gid))?;
+        // The system calls themselves: glibc's wrappers would signal every thread of
+        // the parent (whose memory we share) to change its ids too.
+        let groups = [ids.groups.len(), ids.groups.as_ptr() as usize, 0, 0];
+        call(libc::SYS_setgroups, groups)?;
+        call(libc::SYS_setgid, [ids.gid as usize, 0, 0, 0])?;
         if let Some(uid) = ids.uid {
-            check(libc::syscall(libc::SYS_setuid, uid))?;
+            call(libc::SYS_setuid, [uid as usize, 0, 0, 0])?;
         }
     }
     if let Some(mask) = image.umask {
-        libc::umask(mask);
+        sys(libc::SYS_umask, [mask as usize, 0, 0, 0]);
     }
     // Sockets to 3, 4, ...: first copy each above the target range (so no source is
     // overwritten and no dup2(fd, fd) keeps CLOEXEC), then dup2 into place, which
     // clears CLOEXEC on the target. The copies are CLOEXEC and vanish at exec.
-    let count = image.sockets.len() as RawFd;
-    for (i, fd) in image.sockets.iter().enumerate() {
-        let copy = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3 + count);
-        check(copy.into())?;
-        image.moved[i] = copy;
+    for (fd, moved) in image.sockets.iter().zip(image.moved.iter_mut()) {
+        *moved = copy_above(*fd, 3 + count)?;
     }
-    for (i, copy) in image.moved.iter().enumerate() {
-        check(libc::dup2(*copy, 3 + i as RawFd).into())?;
+    for (target, copy) in (3..).zip(&image.moved) {
+        place(*copy, target)?;
     }
     if let Some(slot) = image.listen_pid_digits {
-        write_decimal(slot, libc::getpid() as u64);
+        write_decimal(slot, sys(libc::SYS_getpid, [0; 4]) as u64);
     }
     Ok(())
 }
@@ -378,6 +435,7 @@ unsafe fn write_decimal(out: *mut u8, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::resource::Resource;
 
     #[test]
     fn decimal_digits() {
@@ -399,9 +457,26 @@ mod tests {
         }
     }
 
-    /// Everything the child wrote to stdout, and its exit code.
-    fn run(spec: &ExecSpec) -> (String, i32) {
-        let child = spawn(spec).unwrap();
+    /// A start's outcome, waiting for it (with a deadline).
+    fn outcome_of(starting: &mut Starting) -> io::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(outcome) = starting.outcome() {
+                return outcome;
+            }
+            assert!(std::time::Instant::now() < deadline, "no outcome in 10 s");
+            let mut fd = libc::pollfd {
+                fd: starting.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            unsafe { libc::poll(&mut fd, 1, 100) };
+        }
+    }
+
+    /// Everything a started child wrote to stdout, and its exit code.
+    fn output_and_code(child: Spawned) -> (String, i32) {
         let fd = child.stdout.unwrap();
         fcntl(&fd, FcntlArg::F_SETFL(OFlag::empty())).unwrap();
         let mut out = String::new();
@@ -412,6 +487,17 @@ mod tests {
             other => panic!("{other:?}"),
         };
         (out, code)
+    }
+
+    /// Run `spec` both ways (`spawn`, which waits for the exec, and `start`, whose
+    /// outcome comes through the report pipe): the same output and exit code.
+    fn run(spec: &ExecSpec) -> (String, i32) {
+        let waited = output_and_code(spawn(spec).unwrap());
+        let (child, mut starting) = start(spec).unwrap();
+        outcome_of(&mut starting).expect("exec succeeds");
+        let started = output_and_code(child);
+        assert_eq!(waited.1, started.1, "{} / {}", waited.0, started.0);
+        started
     }
 
     #[test]
@@ -444,19 +530,40 @@ mod tests {
     }
 
     #[test]
-    fn failures_are_reported_by_spawn() {
+    fn failures_are_reported_by_spawn_and_start() {
         let mut missing = sh("true");
         missing.program = "/nonexistent/program".into();
-        let e = spawn(&missing)
-            .err()
-            .expect("exec of a missing program fails");
-        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
         let mut bad_cwd = sh("true");
         bad_cwd.cwd = "/nonexistent/folder".into();
-        let e = spawn(&bad_cwd)
-            .err()
-            .expect("chdir to a missing folder fails");
+        for spec in [&missing, &bad_cwd] {
+            let e = spawn(spec).err().expect("spawn fails");
+            assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+            let (child, mut starting) = start(spec).unwrap();
+            let e = outcome_of(&mut starting).expect_err("start fails");
+            assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+            // Collected already: no zombie is left for the reaper.
+            let e = nix::sys::wait::waitpid(Pid::from_raw(child.pid), None).unwrap_err();
+            assert_eq!(e, nix::errno::Errno::ECHILD);
+        }
+    }
+
+    #[test]
+    fn a_start_reaped_before_its_report_is_read_still_tells_why() {
+        let mut missing = sh("true");
+        missing.program = "/nonexistent/program".into();
+        let (child, starting) = start(&missing).unwrap();
+        let status = nix::sys::wait::waitpid(Pid::from_raw(child.pid), None).unwrap();
+        assert_eq!(
+            status,
+            nix::sys::wait::WaitStatus::Exited(Pid::from_raw(child.pid), 127)
+        );
+        let e = starting.finish().expect_err("the exec failed");
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        // A child that exec'ed and ended: no error.
+        let (child, starting) = start(&sh("exit 4")).unwrap();
+        let (_, code) = output_and_code(child);
+        assert_eq!(code, 4);
+        starting.finish().expect("it exec'ed");
     }
 
     #[test]

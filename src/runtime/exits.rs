@@ -15,6 +15,9 @@ use crate::state::{observe, ExitStatus, Fact, InstanceId, Next, Who};
 impl Runtime {
     pub(super) fn reap(&mut self) {
         for (pid, status) in os::reap::reap_all() {
+            if !self.reaped_start(pid) {
+                continue;
+            }
             match self.leaders.remove(&pid) {
                 Some(Owner::Instance(id)) => match self.observed.find_leader(&id, pid) {
                     Some(who) => self.on_exit(who, pid, status),

@@ -9,10 +9,11 @@
 //! nothing is due, the poll has no timeout: an idle supervise never wakes.
 //!
 //! A child's exit to its respawn: `exits::reap` -> `Fact::Exited` -> `plan::plan` says
-//! `Action::Spawn` (now, or at the backoff deadline) -> `perform::spawn`.
+//! `Action::Spawn` (now, or at the backoff deadline) -> `perform::spawn`, which does not
+//! wait for the exec: `starts` learns its outcome from the poll.
 //!
 //! The files, one concern each: `exits` (reaping, group leftovers, the final sweep),
-//! `perform` (actions), `launch` (what a child gets), `checks` (probes), `notify`
+//! `perform` (actions), `launch` (what a child gets), `starts` (exec outcomes), `checks` (probes), `notify`
 //! (sd_notify), `reload` (the file read again), `control` (the control socket's
 //! requests), `pipes` and `sinks` (instance output), `logfiles` (`log_dir`).
 
@@ -48,6 +49,7 @@ mod pipes;
 mod reload;
 mod schedules;
 mod sinks;
+mod starts;
 mod status;
 
 use std::collections::HashMap;
@@ -79,6 +81,8 @@ const HTTP: Token = Token(4);
 const FIRST_PIPE: usize = 16;
 /// Control clients get tokens from here up, far above any pipe's.
 const FIRST_CLIENT: usize = 1 << 40;
+/// Start reports (`starts`) get tokens from here up, far above any pipe's.
+const FIRST_START: usize = 1 << 39;
 /// HTTP clients get tokens from here up, far above any control client's.
 const FIRST_HTTP_CLIENT: usize = 1 << 41;
 
@@ -107,6 +111,8 @@ pub struct Runtime {
     sockets: os::sockets::SocketSet,
     /// Prepares what each spawn executes (environment, users resolved per load).
     launcher: launch::Launcher,
+    /// Instances whose exec is not confirmed yet.
+    starts: starts::Starts,
     checks: checks::Checks,
     pipes: pipes::Pipes,
     output: Output,
@@ -203,6 +209,7 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
         adapter: Default::default(),
         sockets,
         launcher: launch::Launcher::new(&ecosystem),
+        starts: starts::Starts::new(FIRST_START),
         checks: checks::Checks::new(waker_for_checks),
         poll,
         signals,
@@ -333,6 +340,7 @@ impl Runtime {
                     token if self.control.server.as_ref().is_some_and(|s| s.owns(token)) => {
                         self.on_control(token, event)
                     }
+                    token if self.starts.owns(token) => self.on_start_report(token),
                     token if self.pipes.owns(token) => {
                         self.pipes
                             .readable(self.poll.registry(), token, &mut sinks!(self))

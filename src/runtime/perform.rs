@@ -9,7 +9,6 @@ use nix::sys::signal::Signal;
 use super::{Owner, Runtime};
 use crate::config::units::format_duration;
 use crate::control::table::human_bytes;
-use crate::logs::Stream;
 use crate::os;
 use crate::plan::{stop_policy, Action};
 use crate::state::{observe, Fact, InstanceId, Who, Why};
@@ -103,10 +102,10 @@ impl Runtime {
                 self.output
                     .event(&format!("{id}: {e}; starting it without"));
             }
-            os::spawn::spawn(&exec)
+            os::spawn::start(&exec)
         });
         match spawned {
-            Ok(child) => {
+            Ok((child, starting)) => {
                 self.leaders.insert(child.pid, Owner::Instance(id.clone()));
                 let fact = Fact::Spawned {
                     id: id.clone(),
@@ -114,19 +113,15 @@ impl Runtime {
                     generation,
                 };
                 observe(&mut self.observed, fact, now);
+                // "started" and its output come once its exec is confirmed (`starts`).
+                let output = [child.stdout, child.stderr];
                 let registry = self.poll.registry();
-                let pipes = [
-                    (child.stdout, Stream::Stdout),
-                    (child.stderr, Stream::Stderr),
-                ];
-                for (fd, stream) in pipes {
-                    let Some(fd) = fd else { continue };
-                    if let Err(e) = self.pipes.add(registry, fd, &id, stream) {
-                        log::warn!("cannot watch {id}'s {stream:?}: {e}");
-                    }
+                if let Err(e) = self
+                    .starts
+                    .add(registry, child.pid, id.clone(), starting, output)
+                {
+                    log::warn!("cannot watch {id}'s start: {e}");
                 }
-                self.output
-                    .event(&format!("{id} started (pid {})", child.pid));
             }
             Err(e) => {
                 // A failed start is a crash like any other: it backs off and counts

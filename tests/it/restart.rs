@@ -298,3 +298,51 @@ fn every_exit_line_shows_a_code_or_a_signal() {
     // Both finished for good, one of them not cleanly.
     assert_eq!(h.wait_exit(LONG).code(), Some(1));
 }
+
+#[test]
+fn a_failed_start_is_told_backs_off_and_counts_like_a_crash() {
+    // The app removes its own working directory and fails: every later start fails in
+    // the child (chdir), after supervise has cloned it, without waiting for it.
+    let mut h = Harness::new();
+    let dir = h.path("gone");
+    std::fs::create_dir(&dir).unwrap();
+    let script = format!("rmdir {}; exit 1", dir.display());
+    let config = h.write_config(
+        "eco.toml",
+        &format!(
+            r#"
+[apps.gone]
+command = ["/bin/sh", "-c", "{script}"]
+cwd = "{dir}"
+max_restarts = 2
+restart_delay = "10ms"
+"#,
+            dir = dir.display(),
+        ),
+    );
+    h.start(&config);
+    assert_eq!(h.wait_exit(LONG).code(), Some(1));
+    let events: Vec<String> = h
+        .events()
+        .into_iter()
+        .map(|t| match t.split_once(" after ") {
+            Some((what, _)) => format!("{what} after ..."),
+            None => t,
+        })
+        .filter(|t| !t.starts_with("gone.0 started"))
+        .collect();
+    let failed = "gone.0 failed to start: No such file or directory (os error 2)";
+    assert_eq!(
+        events,
+        [
+            "gone.0 exited with code 1 after ...",
+            "gone.0 restarting in 10ms",
+            failed,
+            "gone.0 restarting in 20ms",
+            failed,
+            "gone.0 errored: crashed 3 times in a row (max_restarts = 2), not restarting",
+            "all apps finished, exiting with code 1",
+        ]
+    );
+    assert_eq!(h.count_events(|t| t.starts_with("gone.0 started")), 1);
+}
