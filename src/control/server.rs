@@ -466,7 +466,7 @@ impl ControlServer {
 
 mod admit;
 
-pub use admit::{fd_reserve, IDLE_AFTER, MAX_CLIENTS, MIN_CLIENTS};
+pub use admit::{fd_reserve, FEW_CLIENTS, IDLE_AFTER, MAX_CLIENTS, MIN_CLIENTS};
 
 #[cfg(test)]
 #[path = "server_tests.rs"]

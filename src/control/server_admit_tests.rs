@@ -140,50 +140,53 @@ fn idle_clients_go_before_followers_and_busy_ones() {
 }
 
 /// A newcomer whose descriptor falls in the last ones before the open-file limit makes
-/// an idle client go, or is turned away with a reason: clients never take the
-/// descriptors supervision needs to respawn.
+/// an idle client go, or is turned away with a reason: beyond the first few, clients
+/// never take the descriptors supervision needs to respawn.
 #[test]
 fn clients_never_take_the_last_file_descriptors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sock");
     let mut lp = small_loop(&path, 8);
-    // One client that asked and went quiet (idle at once here).
+    // Every descriptor is in the reserve: the lowest free one is above 6 here (stdio,
+    // the poll, the listener, the test's own two sockets).
+    lp.server.set_fd_limit(12);
+    assert_eq!(fd_reserve(12), 8);
+    let restart = Request::Restart {
+        target: Target::All,
+    };
+    // The first few get in all the same: one that asks and goes quiet (idle at once
+    // here), the others with a command in flight.
     let mut idle = connect(&path);
     idle.get_mut()
         .write_all(Request::Status.to_line().as_bytes())
         .unwrap();
-    lp.run(&mut pong, &mut |l| l.requests() == 1);
+    let mut busy: Vec<_> = (1..FEW_CLIENTS).map(|_| connect(&path)).collect();
+    for c in &mut busy {
+        c.get_mut().write_all(restart.to_line().as_bytes()).unwrap();
+    }
+    let mut status_only = |r: &Request| matches!(r, Request::Status).then(Response::ok);
+    lp.run(&mut status_only, &mut |l| l.requests() == FEW_CLIENTS);
     assert!(
         serde_json::from_str::<Response>(&read_line(&mut idle))
             .unwrap()
             .ok
     );
-    // From now on every descriptor is in the reserve: the lowest free one is above 6
-    // here (stdio, the poll, the listener, the test's own two sockets).
-    lp.server.set_fd_limit(12);
-    assert_eq!(fd_reserve(12), 8);
-    // A newcomer with a command in flight gets in, in place of the idle client.
-    let mut busy = connect(&path);
-    busy.get_mut()
-        .write_all(
-            Request::Restart {
-                target: Target::All,
-            }
-            .to_line()
-            .as_bytes(),
-        )
+    // One more with a command in flight gets in, in place of the idle client.
+    let mut one_more = connect(&path);
+    one_more
+        .get_mut()
+        .write_all(restart.to_line().as_bytes())
         .unwrap();
-    lp.run(&mut |_| None, &mut |l| l.requests() == 2);
+    lp.run(&mut |_| None, &mut |l| l.requests() == FEW_CLIENTS + 1);
     let r: Response = serde_json::from_str(&read_line(&mut idle)).unwrap();
     assert!(r.error.unwrap().starts_with("closed: idle"));
     // The next one is turned away with a line saying why, and nobody is closed for it.
-    let r = newcomer(&mut lp, &path);
-    let why = r.error.unwrap();
+    let why = newcomer(&mut lp, &path).error.unwrap();
     assert!(
         why.starts_with("too many clients: supervise keeps its last 8 file descriptors"),
         "{why}"
     );
-    lp.run(&mut pong, &mut |l| l.server.client_count() == 1);
-    assert_eq!(lp.requests(), 2);
-    drop(busy);
+    lp.run(&mut pong, &mut |l| l.server.client_count() == FEW_CLIENTS);
+    assert_eq!(lp.requests(), FEW_CLIENTS + 1);
+    drop((busy, one_more));
 }

@@ -4,7 +4,7 @@
 //!
 //! The plain tests are short enough for `cargo test`. The long versions, with the figures
 //! for the README, run with
-//! `cargo test --release --test tests stress:: -- --ignored --nocapture`
+//! `cargo test --test tests stress:: -- --ignored --nocapture --test-threads 1`
 //! (60 s of chaos at 50 kills/s, 1M lines from 20 instances, 1000 edits, a 10-minute soak).
 //! Figures are printed, not asserted; what is asserted is the end state.
 
@@ -95,7 +95,8 @@ fn eager(h: &Harness, n: u32) -> Ecosystem {
 // ------------------------------------------------------------------------ chaos
 
 /// kill -9 of a random instance 50 times a second for `seconds`: afterwards every
-/// instance is up, no zombie is left, and supervise's fds are back to the start.
+/// instance is up, no zombie is left, supervise's fds are back to the start and its RSS
+/// within 10% + 1 MiB of it.
 fn chaos(seconds: u64) {
     const N: usize = 8;
     let mut h = Harness::new();
@@ -128,14 +129,18 @@ fn chaos(seconds: u64) {
     );
     let all_up = stopped.elapsed();
     wait_fds(&h, fds);
+    let rss_end = vm_rss_kib(sup);
+    assert!(
+        rss_end <= rss + rss / 10 + 1024,
+        "RSS {rss} KiB before the chaos, {rss_end} KiB after (tolerance 10% + 1 MiB)"
+    );
     assert!(!h.has_exited());
     eprintln!(
         "chaos: {kills} kills in {:?} ({:.0}/s), all {N} up {all_up:?} after the last, \
-         0 zombies, fds {fds} -> {}, RSS {rss} KiB -> {} KiB, {} starts",
+         0 zombies, fds {fds} -> {}, RSS {rss} KiB -> {rss_end} KiB, {} starts",
         stopped - start,
         kills as f64 / (stopped - start).as_secs_f64(),
         fd_count(sup),
-        vm_rss_kib(sup),
         h.count_events(|t| t.starts_with("w.") && t.contains(" started (pid ")),
     );
 }
@@ -334,15 +339,23 @@ fn stress_a_storm_of_1000_saves_converges_on_the_last() {
 
 // ------------------------------------------------------------------------ control floods
 
-/// One request on a fresh connection; the reply's `ok`.
-fn request(socket: &Path, line: &[u8]) -> Option<bool> {
-    let mut stream = UnixStream::connect(socket).ok()?;
-    stream.set_read_timeout(Some(LONG)).ok()?;
-    stream.write_all(line).ok()?;
+/// One request on a fresh connection; the reply's `ok`, or what went wrong.
+fn request(socket: &Path, line: &[u8]) -> Result<bool, String> {
+    let started = Instant::now();
+    let mut stream = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(LONG))
+        .map_err(|e| e.to_string())?;
+    stream.write_all(line).map_err(|e| format!("write: {e}"))?;
     let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&reply).ok()?;
-    value["ok"].as_bool()
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(|e| format!("read after {:?}: {e}", started.elapsed()))?;
+    let value: serde_json::Value = serde_json::from_str(&reply)
+        .map_err(|e| format!("reply {reply:?} after {:?}: {e}", started.elapsed()))?;
+    value["ok"]
+        .as_bool()
+        .ok_or_else(|| format!("reply without ok: {reply}"))
 }
 
 /// `threads` clients, each making `each` status requests (one connection per request)
@@ -365,7 +378,7 @@ fn flood(threads: usize, each: usize) {
             let socket = socket.clone();
             thread::spawn(move || {
                 (0..each)
-                    .filter(|_| request(&socket, b"{\"v\":1,\"cmd\":\"status\"}\n") == Some(true))
+                    .filter(|_| request(&socket, b"{\"v\":1,\"cmd\":\"status\"}\n") == Ok(true))
                     .count()
             })
         })
@@ -496,9 +509,13 @@ fn soak(length: Duration, warm_up: Duration, every: Duration) {
     let mut kills = 0u64;
     while begun.elapsed() < length {
         n += 1;
+        let answer = request(&socket, b"{\"v\":1,\"cmd\":\"status\"}\n");
         assert_eq!(
-            request(&socket, b"{\"v\":1,\"cmd\":\"status\"}\n"),
-            Some(true)
+            answer,
+            Ok(true),
+            "status request {n} at {:?}; supervise holds {:?}",
+            begun.elapsed(),
+            fd_targets(h.supervise_pid())
         );
         if n.is_multiple_of(10) {
             let live = live_instances(&h);

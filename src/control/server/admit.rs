@@ -8,7 +8,9 @@
 //! Full means `max_clients` connections, or supervise short of file descriptors: a
 //! newcomer given a descriptor within [`fd_reserve`] of the open-file limit (the lowest
 //! free one is given, so every one below it is in use) would eat into those supervision
-//! needs to respawn an instance (its pipes, a log file), so clients never take them.
+//! needs to respawn an instance (its pipes, a log file), so clients never take them,
+//! beyond the first [`FEW_CLIENTS`]: `supervise status` must still work when supervise
+//! is short of descriptors, and a few cost a respawn nothing.
 //!
 //! When accept(2) itself fails for lack of descriptors (EMFILE, ENFILE: supervision or
 //! another thread used them up), a spare descriptor kept open for that moment is closed,
@@ -41,6 +43,9 @@ pub const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// Connections accepted per listener event before the loop gets to run other events.
 const ACCEPT_BUDGET: usize = 256;
 
+/// Clients admitted even when their descriptor is in the reserve (while accept(2) still
+/// finds one).
+pub const FEW_CLIENTS: usize = 4;
 /// Descriptors below the open-file limit that clients never get: an eighth of the
 /// limit, within 8..=64 (a respawn needs a few at once: pipes, the exec-error pipe).
 pub fn fd_reserve(limit: u64) -> u64 {
@@ -105,7 +110,9 @@ impl ControlServer {
             let reserve = fd_reserve(self.fd_limit);
             let full = if self.clients.len() >= self.max_clients {
                 Some(Full::Clients)
-            } else if stream.as_raw_fd() as u64 + reserve >= self.fd_limit {
+            } else if self.clients.len() >= FEW_CLIENTS
+                && stream.as_raw_fd() as u64 + reserve >= self.fd_limit
+            {
                 Some(Full::Reserve)
             } else {
                 None
