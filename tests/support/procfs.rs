@@ -17,7 +17,11 @@ pub struct Stat {
 }
 
 pub fn stat(pid: i32) -> Option<Stat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_file(pid, &format!("/proc/{pid}/stat"))
+}
+
+fn stat_file(pid: i32, path: &str) -> Option<Stat> {
+    let text = fs::read_to_string(path).ok()?;
     // `comm` is in parentheses and may hold spaces or parentheses: split after the last ')'.
     let rest = &text[text.rfind(')')? + 2..];
     let mut fields = rest.split_whitespace();
@@ -46,9 +50,25 @@ pub fn all_stats() -> Vec<Stat> {
         .collect()
 }
 
-/// The process exists and is not a zombie.
+/// The process still runs: one of its threads has not finished exiting.
+///
+/// The leader's own state is not enough. A multi-threaded process killed by a signal
+/// shows its leader as a zombie while its other threads are still on their way out,
+/// holding the process's files: a thread of the test app blocked in `accept` on the
+/// shared listening socket can still take a connection then, and its exit resets it.
+/// Once every thread is a zombie or gone, the files are closed (threads close them
+/// before they turn zombie).
 pub fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok() && stat(pid).is_some_and(|s| s.state != 'Z')
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return stat(pid).is_some_and(|s| s.state != 'Z');
+    };
+    tasks.flatten().any(|task| {
+        let path = task.path().join("stat");
+        stat_file(pid, &path.to_string_lossy()).is_some_and(|s| !matches!(s.state, 'Z' | 'X'))
+    })
 }
 
 /// The process is gone entirely (reaped): not even a zombie.
