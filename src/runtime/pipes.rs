@@ -65,6 +65,9 @@ const DRAIN_READS: usize = 64;
 pub const MAX_ENDED: usize = 64;
 /// How long a chatty pipe rests between reads (see the module docs).
 pub const REST: Duration = Duration::from_millis(1);
+/// A wake-up that reads this much is a burst, not chatter: resting would only let the
+/// pipe fill and block the app, so the pipe stays watched.
+const BURST: usize = GROWN_PIPE / 4;
 
 struct Pipe {
     fd: OwnedFd,
@@ -173,7 +176,7 @@ impl Pipes {
         let Some(pipe) = self.pipes.get_mut(&token) else {
             return;
         };
-        if !got || turn != Turn::Idle || pipe.resting || self.leaving {
+        if got == 0 || got >= BURST || turn != Turn::Idle || pipe.resting || self.leaving {
             return;
         }
         let chatty = pipe.woke.is_some_and(|w| now.duration_since(w) < REST);
@@ -208,7 +211,8 @@ impl Pipes {
             if turn == Turn::Closed {
                 continue;
             }
-            if turn == Turn::Idle && !got && self.watch(registry, token) {
+            let chatter = got > 0 && got < BURST;
+            if turn == Turn::Idle && !chatter && self.watch(registry, token) {
                 continue;
             }
             self.resting.push_back((now + REST, token));
@@ -324,16 +328,16 @@ impl Pipes {
         }
     }
 
-    /// Sends what waits and reads at most `reads` times; also says whether it read data.
+    /// Sends what waits and reads at most `reads` times; also says how many bytes it read.
     fn turn(
         &mut self,
         registry: &Registry,
         token: Token,
         sink: &mut dyn LineSink,
         reads: usize,
-    ) -> (Turn, bool) {
+    ) -> (Turn, usize) {
         let Some(pipe) = self.pipes.get_mut(&token) else {
-            return (Turn::Closed, false);
+            return (Turn::Closed, 0);
         };
         let (turn, got) = pump(pipe, sink, &mut self.buf, reads);
         match turn {
@@ -380,11 +384,11 @@ impl Pipe {
     }
 }
 
-/// Sends what waits, then reads and sends, at most `reads` times. Also says whether
-/// anything was read.
-fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) -> (Turn, bool) {
+/// Sends what waits, then reads and sends, at most `reads` times. Also says how many
+/// bytes were read.
+fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) -> (Turn, usize) {
     let mut reads_left = reads;
-    let mut got = false;
+    let mut got = 0;
     loop {
         while let Some((chunk, mut delivered)) = pipe.pending.pop_front() {
             if !sink.deliver(&chunk, &mut delivered) {
@@ -407,7 +411,7 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
                 pipe.eof = true;
             }
             Ok(n) => {
-                got = true;
+                got += n;
                 // Full, give or take the page ends that small writes leave unused.
                 if n >= DEFAULT_PIPE / 2 {
                     pipe.grow();
