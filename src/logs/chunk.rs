@@ -2,10 +2,15 @@
 //! whole lines one read of one pipe gave, at one time (issue 10 item 7).
 //!
 //! Handling lines a read at a time, not a line at a time, is what makes logging cheap: one
-//! allocation, one clock read and one queue operation per read; the writers format a
-//! chunk's lines into one buffer with a prefix computed once. A chunk is shared
+//! allocation, one clock read and one queue operation per read. A chunk is shared
 //! (`Arc<Chunk>`) by the stdout and file writers, so its bytes are never copied between
 //! them.
+//!
+//! A chunk may carry the text prefix of supervise's stdout ([`Chunk::with_head`]): each
+//! line is then stored behind it, exactly as stdout shows it, so the copy out of the read
+//! buffer is also the formatting, done on the loop thread, and the stdout writer only
+//! writes (the writer thread is the slowest stage of a burst). The files and the ring read
+//! the lines without it.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,8 +25,10 @@ pub struct Chunk {
     pub stream: Stream,
     /// When they were read.
     pub time: SystemTime,
-    /// Each line followed by `\n` (lines hold no `\n` of their own).
+    /// Each line, behind `head`, followed by `\n` (lines hold no `\n` of their own).
     data: Vec<u8>,
+    /// What stands before each line in `data` (empty: nothing).
+    head: Vec<u8>,
     /// Where each line ends in `data` (after its `\n`): lines are found without a scan.
     ends: Vec<u32>,
     /// Positions (line numbers) of the pieces of cut lines, ascending.
@@ -36,15 +43,23 @@ impl Chunk {
             stream,
             time,
             data: Vec::new(),
+            head: Vec::new(),
             ends: Vec::new(),
             cuts: Vec::new(),
         }
     }
 
+    /// The same, each line stored behind `head` (stdout's prefix).
+    pub fn with_head(mut self, head: Vec<u8>) -> Chunk {
+        debug_assert!(self.is_empty());
+        self.head = head;
+        self
+    }
+
     /// Room for `bytes` more bytes of lines.
     pub fn reserve(&mut self, bytes: usize) {
-        self.data.reserve(bytes);
         // Lines of a hundred bytes or so are the common case.
+        self.data.reserve(bytes + bytes / 64 * self.head.len());
         self.ends.reserve(bytes / 64);
     }
 
@@ -54,6 +69,7 @@ impl Chunk {
         if cut {
             self.cuts.push(self.ends.len() as u32);
         }
+        self.data.extend_from_slice(&self.head);
         self.data.extend_from_slice(line);
         self.data.push(b'\n');
         self.ends.push(self.data.len() as u32);
@@ -63,9 +79,19 @@ impl Chunk {
     /// `ends` where each ends in `lines` (after the `\n`). None is cut.
     pub fn push_run(&mut self, lines: &[u8], ends: &[u32]) {
         debug_assert_eq!(ends.last().map_or(0, |&e| e as usize), lines.len());
-        let base = self.data.len() as u32;
-        self.data.extend_from_slice(lines);
-        self.ends.extend(ends.iter().map(|&e| base + e));
+        if self.head.is_empty() {
+            let base = self.data.len() as u32;
+            self.data.extend_from_slice(lines);
+            self.ends.extend(ends.iter().map(|&e| base + e));
+            return;
+        }
+        let mut start = 0;
+        for &end in ends {
+            self.data.extend_from_slice(&self.head);
+            self.data.extend_from_slice(&lines[start..end as usize]);
+            self.ends.push(self.data.len() as u32);
+            start = end as usize;
+        }
     }
 
     /// Number of lines.
@@ -77,9 +103,14 @@ impl Chunk {
         self.ends.is_empty()
     }
 
-    /// All the lines' bytes, each followed by its `\n`.
+    /// All the lines, each behind the head and followed by its `\n`.
     pub fn data(&self) -> &[u8] {
         &self.data
+    }
+
+    /// What stands before each line in [`Chunk::data`].
+    pub fn head(&self) -> &[u8] {
+        &self.head
     }
 
     /// Whether a line is a cut piece.
@@ -87,12 +118,12 @@ impl Chunk {
         !self.cuts.is_empty()
     }
 
-    /// Bytes of the lines, newlines included.
+    /// Bytes of the lines, newlines and heads included.
     pub fn bytes(&self) -> usize {
         self.data.len()
     }
 
-    /// The lines, each with whether it is a cut piece, newline included.
+    /// The lines (without the head), each with whether it is a cut piece, newline included.
     pub fn lines(&self) -> Lines<'_> {
         Lines {
             chunk: self,
@@ -120,7 +151,7 @@ impl<'a> Iterator for Lines<'a> {
         let start = match self.n {
             0 => 0,
             n => c.ends[n - 1] as usize,
-        };
+        } + c.head.len();
         let cut = c.cuts.get(self.cuts) == Some(&(self.n as u32));
         if cut {
             self.cuts += 1;
@@ -196,5 +227,29 @@ mod tests {
             (run.len(), run.bytes(), run.data()),
             (4, 11, &b"long\na\n\nbc\n"[..])
         );
+    }
+
+    #[test]
+    fn lines_behind_a_head_read_without_it() {
+        let mut c = Chunk::new("web".into(), 0, Stream::Stdout, SystemTime::UNIX_EPOCH)
+            .with_head(b"web.0 | ".to_vec());
+        c.push(b"one", false);
+        c.push_run(b"a\n\nbc\n", &[2, 3, 6]);
+        c.push(b"cut", true);
+        let got: Vec<(&[u8], bool)> = c.lines().collect();
+        let want: [(&[u8], bool); 5] = [
+            (b"one\n", false),
+            (b"a\n", false),
+            (b"\n", false),
+            (b"bc\n", false),
+            (b"cut\n", true),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(c.lines().nth(3), Some((&b"bc\n"[..], false)));
+        assert_eq!(
+            c.data(),
+            b"web.0 | one\nweb.0 | a\nweb.0 | \nweb.0 | bc\nweb.0 | cut\n"
+        );
+        assert_eq!(c.head(), b"web.0 | ");
     }
 }

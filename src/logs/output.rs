@@ -86,6 +86,8 @@ enum Item {
 /// never blocks on stdout.
 pub struct Output {
     writer: Writer<Item>,
+    /// The loop's copy of the layout, for the prefixes it puts in chunks ([`Output::head`]).
+    layout: std::sync::Mutex<Formatter>,
     /// The last events, for `supervise logs` (see [`super::recent`]).
     recent: std::sync::Mutex<super::recent::RecentEvents>,
 }
@@ -122,11 +124,13 @@ impl Output {
             buf: Vec::with_capacity(2 * WRITE_AT),
             broken: false,
         };
+        let layout = std::sync::Mutex::new(fmt.clone());
         let drain = Stdout { fmt, sink };
         let writer = Writer::start("supervise-output", drain, QUEUE_BOUND, EVENT_BOUND, waker)
             .expect("cannot spawn the output thread");
         Output {
             writer,
+            layout,
             recent: Default::default(),
         }
     }
@@ -134,7 +138,22 @@ impl Output {
     /// Names currently known, to align prefixes and pick colours: (app name, number of
     /// instances), in the ecosystem's order. Lines already queued keep the old layout.
     pub fn set_apps(&self, apps: &[(String, u32)]) {
+        if let Ok(mut layout) = self.layout.lock() {
+            layout.set_apps(apps);
+        }
         self.writer.push(Item::Apps(apps.to_vec()), false);
+    }
+
+    /// The text prefix of an instance's lines read at `time`, for [`Chunk::with_head`];
+    /// empty in JSON format (the writer thread formats those lines).
+    pub fn head(&self, app: &str, index: u32, stream: Stream, time: SystemTime) -> Vec<u8> {
+        let mut head = Vec::new();
+        if let Ok(layout) = self.layout.lock() {
+            if !layout.json {
+                layout.head(&mut head, time, app, Some(index), Some(stream));
+            }
+        }
+        head
     }
 
     /// One line of supervise's own. Never refused, and not counted in the bound of
@@ -225,6 +244,15 @@ impl Drain for Stdout {
                         self.sink.write_buf();
                     }
                 }
+                Item::Lines(chunk) if printable(&chunk) => {
+                    // Already as stdout shows it (see `Chunk::with_head`).
+                    if self.sink.buf.len() + chunk.bytes() > WRITE_AT {
+                        self.sink.write_buf();
+                        self.sink.write_all(chunk.data());
+                    } else {
+                        self.sink.buf.extend_from_slice(chunk.data());
+                    }
+                }
                 Item::Lines(chunk) => {
                     self.fmt.chunk(&mut self.sink.buf, &chunk);
                     if self.sink.buf.len() >= WRITE_AT {
@@ -248,7 +276,14 @@ impl Drain for Stdout {
     }
 }
 
+/// Whether a chunk's bytes are what stdout shows: a text prefix, no cut mark to add, no
+/// invalid UTF-8 to replace.
+fn printable(chunk: &Chunk) -> bool {
+    !chunk.head().is_empty() && !chunk.has_cuts() && std::str::from_utf8(chunk.data()).is_ok()
+}
+
 /// Formats items into bytes.
+#[derive(Clone)]
 struct Formatter {
     json: bool,
     timestamps: bool,
@@ -294,7 +329,12 @@ impl Formatter {
     fn chunk(&mut self, out: &mut Vec<u8>, c: &Chunk) {
         let mut head = std::mem::take(&mut self.head);
         head.clear();
-        self.head(&mut head, c.time, &c.app, Some(c.index), Some(c.stream));
+        if c.head().is_empty() {
+            self.head(&mut head, c.time, &c.app, Some(c.index), Some(c.stream));
+        } else {
+            // Made on the loop with the layout of its time.
+            head.extend_from_slice(c.head());
+        }
         for (line, cut) in c.lines() {
             out.extend_from_slice(&head);
             if !self.json && !cut && std::str::from_utf8(line).is_ok() {
@@ -394,9 +434,16 @@ struct Sink {
 
 impl Sink {
     fn write_buf(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        self.write_all(&buf);
+        self.buf = buf;
+        self.buf.clear();
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) {
         let mut off = 0;
-        while off < self.buf.len() && !self.broken {
-            match self.w.write(&self.buf[off..]) {
+        while off < bytes.len() && !self.broken {
+            match self.w.write(&bytes[off..]) {
                 Ok(0) => self.broken = true,
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -407,7 +454,6 @@ impl Sink {
                 Err(_) => self.broken = true,
             }
         }
-        self.buf.clear();
     }
 
     fn flush(&mut self) {

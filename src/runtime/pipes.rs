@@ -48,6 +48,10 @@ pub trait LineSink {
     fn lost(&mut self, owner: &InstanceId, stream: Stream, lines: u64);
 
     fn deliver(&mut self, chunk: &Arc<Chunk>, delivered: &mut u8) -> bool;
+
+    /// What stands before each of the instance's lines on stdout, stored with them (see
+    /// [`Chunk::with_head`]); empty for none.
+    fn head(&self, app: &str, index: u32, stream: Stream, time: SystemTime) -> Vec<u8>;
 }
 
 /// Reads per wakeup before a busy pipe yields to the rest of the loop.
@@ -263,7 +267,7 @@ impl Pipes {
             }
             if let (Turn::Idle, _) = self.turn(registry, token, sink, DRAIN_READS) {
                 if let Some(pipe) = self.pipes.get_mut(&token) {
-                    let mut chunk = pipe.chunk(0);
+                    let mut chunk = pipe.chunk(0, sink);
                     pipe.splitter.finish(&mut chunk);
                     pipe.queue(chunk);
                     self.turn(registry, token, sink, 0);
@@ -366,13 +370,10 @@ impl Pipe {
     }
 
     /// An empty chunk of this pipe, read now, for about `bytes` bytes.
-    fn chunk(&self, bytes: usize) -> Chunk {
-        let mut c = Chunk::new(
-            Arc::clone(&self.app),
-            self.owner.index,
-            self.stream,
-            SystemTime::now(),
-        );
+    fn chunk(&self, bytes: usize, sink: &dyn LineSink) -> Chunk {
+        let (index, time) = (self.owner.index, SystemTime::now());
+        let head = sink.head(&self.app, index, self.stream, time);
+        let mut c = Chunk::new(Arc::clone(&self.app), index, self.stream, time).with_head(head);
         c.reserve(bytes);
         c
     }
@@ -406,7 +407,7 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
         let mut chunk;
         match nix::unistd::read(&pipe.fd, buf) {
             Ok(0) => {
-                chunk = pipe.chunk(0);
+                chunk = pipe.chunk(0, sink);
                 pipe.splitter.finish(&mut chunk);
                 pipe.eof = true;
             }
@@ -416,13 +417,13 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
                 if n >= DEFAULT_PIPE / 2 {
                     pipe.grow();
                 }
-                chunk = pipe.chunk(n + pipe.splitter.pending());
+                chunk = pipe.chunk(n + pipe.splitter.pending(), sink);
                 pipe.splitter.push(&buf[..n], &mut chunk);
             }
             Err(Errno::EAGAIN) => return (Turn::Idle, got),
             Err(Errno::EINTR) => continue,
             Err(_) => {
-                chunk = pipe.chunk(0);
+                chunk = pipe.chunk(0, sink);
                 pipe.splitter.finish(&mut chunk);
                 pipe.eof = true;
             }
