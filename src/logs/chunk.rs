@@ -11,11 +11,22 @@
 //! buffer is also the formatting, done on the loop thread, and the stdout writer only
 //! writes (the writer thread is the slowest stage of a burst). The files and the ring read
 //! the lines without it.
+//!
+//! The big buffers of a burst are reused: a dropped chunk of at least [`POOLED`] bytes
+//! leaves its buffer for the next one (at most [`SPARE`] kept), so a burst does not fault
+//! in fresh pages for every read.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::Stream;
+
+/// A chunk buffer this big is kept for reuse when dropped.
+pub const POOLED: usize = 256 * 1024;
+/// Buffers kept for reuse at most.
+const SPARE: usize = 2;
+
+static SPARES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 /// Whole lines of one instance's stream, in order.
 #[derive(Debug, Clone)]
@@ -59,7 +70,14 @@ impl Chunk {
     /// Room for `bytes` more bytes of lines.
     pub fn reserve(&mut self, bytes: usize) {
         // Lines of a hundred bytes or so are the common case.
-        self.data.reserve(bytes + bytes / 64 * self.head.len());
+        let want = bytes + bytes / 64 * self.head.len();
+        if self.data.capacity() == 0 && want >= POOLED {
+            let spare = SPARES.lock().ok().and_then(|mut s| s.pop());
+            if let Some(spare) = spare {
+                self.data = spare;
+            }
+        }
+        self.data.reserve(want);
         self.ends.reserve(bytes / 64);
     }
 
@@ -129,6 +147,21 @@ impl Chunk {
             chunk: self,
             n: 0,
             cuts: 0,
+        }
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        if self.data.capacity() < POOLED {
+            return;
+        }
+        if let Ok(mut spares) = SPARES.lock() {
+            if spares.len() < SPARE {
+                let mut data = std::mem::take(&mut self.data);
+                data.clear();
+                spares.push(data);
+            }
         }
     }
 }
