@@ -132,10 +132,11 @@ stop_timeout = "1s"
         .filter_map(|e| std::fs::read_link(e.path()).ok())
         .map(|p| p.display().to_string())
         .collect();
-    // 64 pipes of ended runs at most, whatever the number of restarts (and a control
-    // connection or two).
+    // 64 pipes of ended runs at most, whatever the number of restarts; plus, sampled at
+    // any moment: a spawn's two new pipes (four ends) and /dev/null, the next run's pipes
+    // while the last exit is reaped, and a control connection or two.
     assert!(
-        most <= base + 64 + 8,
+        most <= base + 64 + 11,
         "{most} descriptors open, {base} at first: {links:?}"
     );
     h.send_signal(Signal::SIGTERM);
