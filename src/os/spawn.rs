@@ -45,9 +45,78 @@ pub struct Spawned {
     pub stderr: Option<OwnedFd>,
 }
 
-/// The child's stack: it only runs `exec_child`, whose frames are small. Allocated
-/// without being zeroed, so only the pages the child touches become resident.
+/// The child's stack: it only runs `exec_child`, whose frames are small.
 const CHILD_STACK: usize = 32 * 1024;
+
+/// Stacks kept for the next starts once their child has exec'ed; more are unmapped.
+const SPARE_STACKS: usize = 8;
+
+/// A child's stack, mapped on its own so that it goes back to the system when unmapped
+/// (on the heap, a thousand starts in flight would leave supervise's memory grown).
+struct Stack(std::ptr::NonNull<u8>);
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Stack>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Stack {
+    fn take() -> io::Result<Stack> {
+        if let Some(stack) = SPARE.with(|s| s.borrow_mut().pop()) {
+            return Ok(stack);
+        }
+        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                CHILD_STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        std::ptr::NonNull::new(ptr.cast::<u8>())
+            .map(Stack)
+            .ok_or_else(|| io::Error::other("mmap gave no address"))
+    }
+
+    /// Its top, 16-byte aligned.
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping (its length is a multiple of 16).
+        unsafe { self.0.as_ptr().add(CHILD_STACK).cast() }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, no longer used by any child (see ChildMemory).
+        unsafe { libc::munmap(self.0.as_ptr().cast(), CHILD_STACK) };
+    }
+}
+
+/// What a child runs on until its exec: its prepared image and its stack.
+struct ChildMemory {
+    image: Box<Image>,
+    stack: Option<Stack>,
+}
+
+impl Drop for ChildMemory {
+    /// Only once the child no longer runs on it: its stack is kept for the next
+    /// start, or unmapped when enough are kept.
+    fn drop(&mut self) {
+        if let Some(stack) = self.stack.take() {
+            let _ = SPARE.try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                if spare.len() < SPARE_STACKS {
+                    spare.push(stack);
+                }
+            });
+        }
+    }
+}
 
 /// Whether the child's system calls bypass libc (see `sys`), which lets the loop thread
 /// run on while the child prepares its exec.
@@ -81,12 +150,6 @@ pub fn start(spec: &ExecSpec) -> io::Result<(Spawned, Starting)> {
         child: Some(child),
     };
     Ok((spawned, starting))
-}
-
-/// What a child runs on until its exec: its prepared image and its stack.
-struct ChildMemory {
-    image: Box<Image>,
-    _stack: Box<[std::mem::MaybeUninit<u8>]>,
 }
 
 /// An instance cloned by [`start`], its exec not yet confirmed. The child writes its
@@ -177,8 +240,8 @@ fn launch(
     };
     let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     image.stdio = [stdin.as_raw_fd(), raw(&out_w), raw(&err_w)];
-    let mut stack = Box::new_uninit_slice(CHILD_STACK);
-    let pid = clone_child(&mut image, &mut stack, wait)?;
+    let stack = Stack::take()?;
+    let pid = clone_child(&mut image, &stack, wait)?;
     // The child has its own copies of these descriptors (its own table): ours close.
     let spawned = Spawned {
         pid,
@@ -189,18 +252,14 @@ fn launch(
         spawned,
         ChildMemory {
             image,
-            _stack: stack,
+            stack: Some(stack),
         },
     ))
 }
 
 /// clone(CLONE_VM) running `exec_child` on `stack`: the child's pid. With `wait`
 /// (CLONE_VFORK), once it has exec'ed or exited (then `image.errno` says why).
-fn clone_child(
-    image: &mut Image,
-    stack: &mut [std::mem::MaybeUninit<u8>],
-    wait: bool,
-) -> io::Result<i32> {
+fn clone_child(image: &mut Image, stack: &Stack, wait: bool) -> io::Result<i32> {
     extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `arg` is the boxed `Image` clone_child passed; the parent keeps it (and
         // the stack) alive and untouched until this child has exec'ed or exited: it
@@ -227,8 +286,7 @@ fn clone_child(
     // child's stack before it resets them; the child makes only the raw system calls
     // of `exec_child`, so it never writes the errno it shares with the loop thread.
     unsafe {
-        let top = stack.as_mut_ptr().add(stack.len());
-        let top = top.sub(top as usize % 16).cast::<libc::c_void>();
+        let top = stack.top();
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);

@@ -122,6 +122,7 @@ impl Runtime {
                 {
                     log::warn!("cannot watch {id}'s start: {e}");
                 }
+                self.check_oldest_start();
             }
             Err(e) => {
                 // A failed start is a crash like any other: it backs off and counts

@@ -100,6 +100,16 @@ impl Starts {
         self.ready()
     }
 
+    /// The oldest start's outcome, if its report has come (checked after each spawn: in
+    /// a burst the loop spawns on without polling, and each start in flight holds its
+    /// child's image and stack). The starts that can be told now, in order.
+    pub(super) fn oldest(&mut self, registry: &Registry) -> Vec<(Start, io::Result<()>)> {
+        match self.queue.front().copied() {
+            Some(token) => self.readable(registry, token),
+            None => Vec::new(),
+        }
+    }
+
     /// `pid` was reaped: when its start was not told yet, the starts to tell now, in
     /// order, ending with its own.
     pub(super) fn reaped(
@@ -155,6 +165,13 @@ impl Runtime {
     /// A start's report pipe is readable.
     pub(super) fn on_start_report(&mut self, token: Token) {
         for (start, outcome) in self.starts.readable(self.poll.registry(), token) {
+            self.start_known(start, outcome);
+        }
+    }
+
+    /// After a spawn: tell the oldest start if it is known already.
+    pub(super) fn check_oldest_start(&mut self) {
+        for (start, outcome) in self.starts.oldest(self.poll.registry()) {
             self.start_known(start, outcome);
         }
     }
