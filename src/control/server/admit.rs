@@ -61,7 +61,7 @@ enum Full {
 
 impl ControlServer {
     pub(super) fn accept(&mut self, registry: &Registry) {
-        self.stalled = false;
+        let was_stalled = std::mem::take(&mut self.stalled);
         if self.spare.is_none() {
             self.spare = open_spare();
         }
@@ -74,11 +74,14 @@ impl ControlServer {
                     if let Some(old) = self.idlest() {
                         self.evict(registry, old);
                     } else if !self.refuse_on_spare() {
+                        // Said once, not on every loop turn it lasts.
+                        if !was_stalled {
+                            log::warn!(
+                                "control socket: cannot accept a client: {e}; trying \
+                                 again once some are free"
+                            );
+                        }
                         self.stalled = true;
-                        log::warn!(
-                            "control socket: cannot accept a client: {e}; trying again \
-                             once some are free"
-                        );
                         return;
                     }
                     continue;
