@@ -133,6 +133,11 @@ impl LogFiles {
         self.writer.has_room()
     }
 
+    /// Holds (or releases) the writer thread's wake-ups: see [`super::writer::Writer::hold`].
+    pub fn hold(&self, held: bool) {
+        self.writer.hold(held);
+    }
+
     /// Closes every file at the writer's next turn, so that lines queued from now on go to
     /// files opened anew (after logrotate moved the old ones away).
     pub fn reopen(&self) {

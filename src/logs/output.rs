@@ -217,6 +217,11 @@ impl Output {
         self.writer.has_room()
     }
 
+    /// Holds (or releases) the writer thread's wake-ups: see [`super::writer::Writer::hold`].
+    pub fn hold(&self, held: bool) {
+        self.writer.hold(held);
+    }
+
     /// Writes out what is queued and stops the thread, waiting at most `deadline`: if stdout
     /// is blocked, gives up and returns (the thread is left behind).
     pub fn finish(self, deadline: Duration) {

@@ -10,6 +10,11 @@
 //! refused (supervise's own events, settings) go through [`Writer::push`], capped in number:
 //! past the cap they are counted and the drain is told how many were lost.
 //!
+//! The loop may [`Writer::hold`] the thread's wake-ups during its turn and release them
+//! before it sleeps: a line printed while an instance is being
+//! respawned then does not wake the writer thread (on 2 CPUs, often preempting the loop or
+//! the new child) before the spawn is done.
+//!
 //! A drain that fails (disk full) keeps what it could not write; the thread retries after a
 //! growing delay (at most [`RETRY_MAX`]), taking nothing more from the queue meanwhile, so the
 //! bound holds and the instances are held back. [`Writer::urgent`] items (a new directory,
@@ -61,6 +66,9 @@ struct State<T> {
     urgent: Vec<T>,
     /// An item was refused (or `has_room` said no): wake the waker when there is room.
     want_wake: bool,
+    /// Wake-ups of the thread are held (see [`Writer::hold`]), and one is owed.
+    held: bool,
+    owed: bool,
     stop: bool,
     /// Give up on what cannot be written and end.
     abandon: bool,
@@ -109,6 +117,8 @@ impl<T: Send + 'static> Writer<T> {
                 dropped: 0,
                 urgent: Vec::new(),
                 want_wake: false,
+                held: false,
+                owed: false,
                 stop: false,
                 abandon: false,
                 done: false,
@@ -131,8 +141,23 @@ impl<T: Send + 'static> Writer<T> {
     fn push_locked(&self, mut st: MutexGuard<'_, State<T>>, item: T) {
         let was_empty = st.queue.is_empty();
         st.queue.push_back(item);
+        if was_empty && st.held {
+            st.owed = true;
+            return;
+        }
         drop(st);
         if was_empty {
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// `true`: from now on, queued items wait for `hold(false)` to wake the thread.
+    /// `false`: wakes it if items came meanwhile; items wake it at once again.
+    pub fn hold(&self, held: bool) {
+        let mut st = self.shared.lock();
+        st.held = held;
+        if !held && std::mem::take(&mut st.owed) {
+            drop(st);
             self.shared.work.notify_one();
         }
     }
@@ -192,6 +217,7 @@ impl<T: Send + 'static> Writer<T> {
 
     fn stop(&self, abandon: bool) {
         let mut st = self.shared.lock();
+        st.held = false;
         st.stop = true;
         st.abandon |= abandon;
         drop(st);

@@ -299,6 +299,7 @@ impl Runtime {
                 self.notify_parent(Instant::now(), exit.is_some());
             }
             if let Some(code) = exit {
+                sinks!(self).hold(false);
                 return Ok(code);
             }
             // One wake-up: the plan's next deadline, an exec probe's timeout, an HTTP
@@ -317,7 +318,10 @@ impl Runtime {
                 let at = wake_at.into_iter().chain(self.pipes.next_deadline()).min();
                 at.map(|at| at.saturating_duration_since(Instant::now()))
             };
-            match self.poll.poll(&mut events, timeout) {
+            sinks!(self).hold(false);
+            let polled = self.poll.poll(&mut events, timeout);
+            sinks!(self).hold(true);
+            match polled {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),

@@ -35,6 +35,15 @@ impl Sinks<'_> {
     pub fn room(&self) -> bool {
         self.output.has_room() && self.files.is_none_or(LogFiles::has_room)
     }
+
+    /// Holds the writers' wake-ups during a turn of the loop, or releases them before it
+    /// sleeps, so that lines of a respawn wake them after the spawn is done.
+    pub fn hold(&self, held: bool) {
+        self.output.hold(held);
+        if let Some(files) = self.files {
+            files.hold(held);
+        }
+    }
 }
 
 impl LineSink for Sinks<'_> {
