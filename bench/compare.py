@@ -192,6 +192,23 @@ def idle(ctx: Ctx, keys: list[str]) -> dict[str, list[dict]]:
     return out
 
 
+def kill_and_time(ctx: Ctx, starts: str, check, times: int) -> list[float]:
+    """`times` times: kill -9 the last started copy, ms until its replacement's first
+    instruction."""
+    wait_until(lambda: (check(), read_starts(starts))[1], 60, "the first start")
+    out = []
+    for i in range(times):
+        time.sleep(0.2)
+        seen = read_starts(starts)
+        pid = seen[-1][0]
+        t0 = time.monotonic_ns()
+        os.kill(pid, signal.SIGKILL)
+        new = wait_until(lambda: [s for s in read_starts(starts)[len(seen):]
+                                  if s[0] != pid], 15, f"respawn {i + 1}", interval=0.0005)
+        out.append((new[0][1] - t0) / 1e6)
+    return out
+
+
 def respawn(ctx: Ctx, key: str) -> dict:
     """Kill -9 the one instance, time until its replacement's first instruction."""
     with ctx.folder("respawn") as work:
@@ -200,25 +217,16 @@ def respawn(ctx: Ctx, key: str) -> dict:
         peer = ctx.peer(key, work)
         try:
             peer.start([app])
-            wait_until(lambda: (peer.check(), read_starts(starts))[1], 60, "the first start")
-            times = []
-            for i in range(ctx.args.respawns):
-                time.sleep(0.2)
-                seen = read_starts(starts)
-                pid = seen[-1][0]
-                t0 = time.monotonic_ns()
-                os.kill(pid, signal.SIGKILL)
-                new = wait_until(lambda: [s for s in read_starts(starts)[len(seen):]
-                                          if s[0] != pid], 15,
-                                 f"respawn {i + 1}", interval=0.0005)
-                times.append((new[0][1] - t0) / 1e6)
+            times = kill_and_time(ctx, starts, peer.check, ctx.args.respawns)
         finally:
             peer.stop()
     return {"ms": statistics.median(times)}
 
 
 def respawn_baseline(ctx: Ctx) -> dict:
-    """fork+exec of the same program from C (from Python without a C compiler)."""
+    """The same kills, answered by the least a supervisor can do: a C loop waiting for its
+    child and fork+exec'ing it again (from Python without a C compiler: fork+exec alone).
+    Also fork+exec's own latency (`exec_ms`), which leaves out the death and its notice."""
     with ctx.folder("direct") as work:
         if not ctx.forkloop:
             r = bench_direct(ctx.procs, ctx.testapp, work, ctx.args.respawns)
@@ -231,7 +239,18 @@ def respawn_baseline(ctx: Ctx) -> dict:
         seen = read_starts(starts)
         if len(seen) != len(forked):
             raise BenchError(f"forkloop: {len(forked)} forks, {len(seen)} starts reported")
-        return {"ms": statistics.median((s[1] - t) / 1e6 for s, t in zip(seen, forked))}
+        exec_ms = statistics.median((s[1] - t) / 1e6 for s, t in zip(seen, forked))
+        starts = os.path.join(work, "respawn-starts")
+        loop = ctx.procs.popen([ctx.forkloop, "respawn", str(ctx.args.respawns), ctx.testapp,
+                                "--report-start", starts], stdin=subprocess.DEVNULL)
+        try:
+            check = lambda: None  # noqa: E731
+            times = kill_and_time(ctx, starts, check, ctx.args.respawns)
+            os.kill(read_starts(starts)[-1][0], signal.SIGKILL)  # the loop then ends
+            loop.wait(timeout=10)
+        finally:
+            ctx.procs.stop(loop, grace=0)
+    return {"ms": statistics.median(times), "exec_ms": exec_ms}
 
 
 def crash_loop(ctx: Ctx, key: str) -> dict:
@@ -612,7 +631,8 @@ def report(ctx: Ctx, keys: list[str], res: Results, versions: dict, command: str
     add("idle: voluntary wakeups per 30 s", "idle", "wakeups", "idle", wake_base,
         f"{wake_base} ", digits=0)
     add("respawn after kill -9, ms", "respawn", "ms", "respawn", "baseline",
-        "direct fork+exec ", digits=1)
+        "C waitpid+fork+exec loop " if res.get("respawn", "baseline", "exec_ms") is not None
+        else "direct fork+exec ", digits=1)
     add(f"crash loop, restart at once: starts in {a.crash_seconds:g} s", "crash", "starts",
         "crash", "baseline", "C fork+exec+wait loop ", digits=0, lower_better=False)
     add(f"crash loop: supervisor CPU s in {a.crash_seconds:g} s", "crash", "cpu", "crash",
@@ -642,7 +662,13 @@ def report(ctx: Ctx, keys: list[str], res: Results, versions: dict, command: str
         "`sleep`.",
         "- Respawn: `supervise-testapp --report-start` writes its CLOCK_MONOTONIC start "
         "first; kill -9 to the replacement's start, restart tuned to happen at once "
-        f"({a.respawns} kills per repetition); baseline: fork+exec of the same program from C.",
+        f"({a.respawns} kills per repetition); baseline: the same kills answered by a C "
+        "loop that waits for its child and fork+execs it again (`forkloop respawn`), the "
+        "least any supervisor does"
+        + (f"; fork+exec alone, without the death and its notice, takes "
+           f"{fmt(res.get('respawn', 'baseline', 'exec_ms'), 1)} ms (supervise "
+           f"{ratio(res.get('respawn', 'supervise', 'ms'), res.get('respawn', 'baseline', 'exec_ms'))}"
+           " of it)." if res.get("respawn", "baseline", "exec_ms") is not None else "."),
         "- Crash loop: the app exits 1 at once; restart delay 0, no limit (supervise: "
         '`restart_delay = backoff_max = min_uptime = "0s"`, PM2: `restart_delay: 0, '
         "min_uptime: 0`, supervisord: `startsecs=0`, horust: `backoff = \"0s\"`).",

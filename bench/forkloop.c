@@ -8,6 +8,11 @@
  *       N times: note CLOCK_MONOTONIC, fork+exec PROGRAM, give it 50 ms, SIGKILL and reap
  *       it; print each noted time (ns) on a line. PROGRAM reports its own start time
  *       (supervise-testapp --report-start), so the difference is fork+exec's latency.
+ *   forkloop respawn N PROGRAM [ARGS...]
+ *       the least a supervisor can do: start PROGRAM, and each time it dies, start it
+ *       again at once (a blocking waitpid, then fork+exec), N times; when the copy after
+ *       the N-th restart dies, exit. The respawn baseline: the same kill -9 as the
+ *       supervisors get, measured the same way.
  *   forkloop serial SECONDS PROGRAM [ARGS...]
  *       run PROGRAM, wait for it, run it again, for SECONDS; print the number of runs and
  *       the CPU seconds this loop used (user + system, its own, not the children's).
@@ -75,6 +80,16 @@ int main(int argc, char **argv) {
             waitpid(pid, NULL, 0);
         }
         return 0;
+    }
+    if (strcmp(argv[1], "respawn") == 0) {
+        long n = atol(argv[2]);
+        if (n < 1 || n > 10000) return 2;
+        pid_t pid = start(argv + 3);
+        for (long i = 0; pid > 0; i++) {
+            if (waitpid(pid, NULL, 0) < 0) return 1;
+            pid = i < n ? start(argv + 3) : 0;
+        }
+        return pid < 0;
     }
     if (strcmp(argv[1], "serial") == 0) {
         double seconds = atof(argv[2]);
