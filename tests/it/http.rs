@@ -208,22 +208,12 @@ fn metrics_are_read_by_real_parsers() {
         "{head}"
     );
 
-    match Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
+    match fed(
+        Command::new("promtool").args(["check", "metrics"]),
+        &metrics,
+    ) {
         Err(e) => eprintln!("note: promtool not available ({e}); apt-get install prometheus"),
-        Ok(mut child) => {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(metrics.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
+        Ok(out) => {
             let said = String::from_utf8_lossy(&out.stdout).to_string()
                 + &String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "promtool: {said}\n{metrics}");
@@ -244,20 +234,7 @@ web = [s for s in families["supervise_instance_state"].samples if s.labels["app"
 assert len(web) == 7 and sum(s.value for s in web) == 1, web
 print("ok", len(families))
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = fed(Command::new("python3").args(["-c", script]), &metrics).expect("python3 runs");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -375,4 +352,18 @@ fn silent_http_clients_do_not_delay_a_respawn() {
     drop(silent);
     h.send_signal(Signal::SIGTERM);
     assert_eq!(h.wait_exit(LONG).code(), Some(0));
+}
+
+/// Runs `command` with `input` on its standard input; its output, both streams. `Err`
+/// only when it cannot be started (not installed).
+fn fed(command: &mut Command, input: &str) -> std::io::Result<std::process::Output> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).expect("feed its stdin");
+    drop(stdin);
+    Ok(child.wait_with_output().expect("wait for it"))
 }
