@@ -4,6 +4,7 @@
 //! a pure core (`config`, `plan`, `state`), one event loop (`runtime`) that owns all
 //! runtime state, and small OS edges (`os`, `logs`).
 
+pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod control;

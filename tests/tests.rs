@@ -32,6 +32,8 @@ mod fuzz;
 mod guards;
 #[path = "it/http.rs"]
 mod http;
+#[path = "it/http_pressure.rs"]
+mod http_pressure;
 #[path = "it/log_files.rs"]
 mod log_files;
 #[path = "it/log_pressure.rs"]

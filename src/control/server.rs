@@ -36,6 +36,7 @@
 use super::conn::{Conn, Frame, Got};
 use super::protocol::{self, LogLine, Request, Response, MAX_REQUEST_LINE};
 use super::socket::SocketFile;
+use crate::admission::{Refusals, Spare};
 use mio::net::UnixListener;
 use mio::{Interest, Registry, Token};
 use std::collections::{HashMap, VecDeque};
@@ -85,18 +86,18 @@ pub struct ControlServer {
     /// The soft open-file limit.
     fd_limit: u64,
     /// A descriptor to give up when accept(2) finds none free (see `admit`).
-    spare: Option<std::fs::File>,
+    spare: Spare,
     /// accept(2) found no descriptor free and the spare did not help: retry each turn.
     stalled: bool,
     /// Newcomers turned away since the last one got in.
-    turned_away: u64,
+    turned_away: Refusals,
 }
 
 impl ControlServer {
     /// Bind the socket at `path` (see [`SocketFile::bind`]).
     pub fn bind(path: &Path) -> Result<ControlServer, String> {
         let (file, listener) = SocketFile::bind(path)?;
-        let fd_limit = admit::fd_limit();
+        let fd_limit = crate::admission::soft_nofile();
         Ok(ControlServer {
             file,
             listener: UnixListener::from_std(listener),
@@ -110,9 +111,9 @@ impl ControlServer {
             euid: nix::unistd::geteuid().as_raw(),
             scratch: vec![0; 64 * 1024],
             fd_limit,
-            spare: admit::open_spare(),
+            spare: Spare::open(),
             stalled: false,
-            turned_away: 0,
+            turned_away: Refusals::new("control socket"),
         })
     }
 
@@ -466,7 +467,8 @@ impl ControlServer {
 
 mod admit;
 
-pub use admit::{fd_reserve, FEW_CLIENTS, IDLE_AFTER, MAX_CLIENTS, MIN_CLIENTS};
+pub use crate::admission::fd_reserve;
+pub use admit::{FEW_CLIENTS, IDLE_AFTER, MAX_CLIENTS, MIN_CLIENTS};
 
 #[cfg(test)]
 #[path = "server_tests.rs"]

@@ -4,12 +4,14 @@
 //!
 //! This module frames requests and writes answers; what to answer is the runtime's.
 //! Everything is non-blocking and bounded, so no client can delay supervision: at most
-//! [`MAX_CONNECTIONS`] clients (one more is accepted and closed at once), a request
+//! [`MAX_CONNECTIONS`] clients, never taking the descriptors supervision needs (see
+//! `admit`: a newcomer that does not get in is answered 503 and closed), a request
 //! head of at most [`MAX_HEAD`] bytes, one request per connection (answered with
 //! `Connection: close`), and a deadline per connection ([`CLIENT_TIMEOUT`]) after which
 //! a silent or slow client is dropped. Without clients there is no deadline: idle
 //! supervise never wakes for HTTP.
 
+mod admit;
 pub mod metrics;
 
 use std::collections::HashMap;
@@ -19,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
+
+use crate::admission::{soft_nofile, Refusals, Spare};
 
 pub const MAX_CONNECTIONS: usize = 128;
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -141,6 +145,14 @@ pub struct HttpServer {
     first_client: usize,
     next_client: usize,
     clients: HashMap<Token, Client>,
+    /// The soft open-file limit.
+    fd_limit: u64,
+    /// A descriptor to give up when accept(2) finds none free (see `admit`).
+    spare: Spare,
+    /// accept(2) found no descriptor free and the spare did not help: retry each turn.
+    stalled: bool,
+    /// Newcomers turned away since the last one got in.
+    turned_away: Refusals,
 }
 
 impl HttpServer {
@@ -152,6 +164,10 @@ impl HttpServer {
             first_client: 0,
             next_client: 0,
             clients: HashMap::new(),
+            fd_limit: soft_nofile(),
+            spare: Spare::open(),
+            stalled: false,
+            turned_away: Refusals::new("http"),
         })
     }
 
@@ -228,39 +244,6 @@ impl HttpServer {
         }
         if flush(client) {
             self.close(registry, token);
-        }
-    }
-
-    fn accept(&mut self, registry: &Registry, now: Instant) {
-        loop {
-            let (mut stream, _) = match self.listener.accept() {
-                Ok(pair) => pair,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and the like: the connection waits in the backlog.
-                    log::warn!("http: cannot accept a connection: {e}");
-                    return;
-                }
-            };
-            if self.clients.len() >= MAX_CONNECTIONS {
-                continue; // dropped: closed at once
-            }
-            let token = Token(self.next_client);
-            self.next_client += 1;
-            if registry
-                .register(&mut stream, token, Interest::READABLE)
-                .is_ok()
-            {
-                let client = Client {
-                    stream,
-                    input: Vec::new(),
-                    out: None,
-                    written: 0,
-                    deadline: now + CLIENT_TIMEOUT,
-                };
-                self.clients.insert(token, client);
-            }
         }
     }
 

@@ -31,11 +31,14 @@ impl Runtime {
         self.http = Some(server);
     }
 
-    pub(super) fn expire_http(&mut self, now: Instant) {
+    /// Once per loop turn: drop the clients whose time is up, and accept again if the
+    /// listener stalled for lack of descriptors (never a reason to wake by itself).
+    pub(super) fn tend_http(&mut self, now: Instant) {
         if let Some(server) = &mut self.http {
             if server.next_deadline().is_some_and(|at| at <= now) {
                 server.expire(self.poll.registry(), now);
             }
+            server.retry(self.poll.registry(), now);
         }
     }
 

@@ -285,7 +285,7 @@ impl Runtime {
         let mut planned: Option<(Option<Instant>, Option<Instant>)> = None;
         loop {
             self.expire_exec_probes(Instant::now());
-            self.expire_http(Instant::now());
+            self.tend_http(Instant::now());
             let skipped = planned
                 .take()
                 .filter(|(_, at)| at.is_none_or(|at| Instant::now() < at));

@@ -6,24 +6,21 @@
 //! off for someone else.
 //!
 //! Full means `max_clients` connections, or supervise short of file descriptors: a
-//! newcomer given a descriptor within [`fd_reserve`] of the open-file limit (the lowest
-//! free one is given, so every one below it is in use) would eat into those supervision
-//! needs to respawn an instance (its pipes, a log file), so clients never take them,
-//! beyond the first [`FEW_CLIENTS`]: `supervise status` must still work when supervise
-//! is short of descriptors, and a few cost a respawn nothing.
+//! newcomer whose descriptor falls in the reserve of [`crate::admission`] would eat
+//! into those supervision needs to respawn an instance (its pipes, a log file), so
+//! clients never take them, beyond the first [`FEW_CLIENTS`]: `supervise status` must
+//! still work when supervise is short of descriptors, and a few cost a respawn nothing.
+//! (The HTTP endpoint's clients stop that many short of the reserve, so these few
+//! always find room.)
 //!
-//! When accept(2) itself fails for lack of descriptors (EMFILE, ENFILE: supervision or
-//! another thread used them up), a spare descriptor kept open for that moment is closed,
-//! the newcomer accepted on it, told, and closed, and the spare taken back (the fix of
-//! libuv and nginx). Without it the newcomer would wait unanswered in the backlog, and no
-//! new event would come for it (the listener is edge-triggered). If even that fails
-//! (another thread took the descriptor meanwhile), the listener is marked stalled and
-//! tried again once per loop turn: turns come from other events (a child's exit, which
-//! frees descriptors), never from a timer, and a stalled listener never makes the loop
-//! poll without sleeping.
+//! When accept(2) itself fails for lack of descriptors, the newcomer is told on the
+//! spare descriptor (see [`crate::admission`]). If even that fails (another thread
+//! took the descriptor meanwhile), the listener is marked stalled and tried again once
+//! per loop turn: turns come from other events (a child's exit, which frees
+//! descriptors), never from a timer, and a stalled listener never makes the loop poll
+//! without sleeping.
 
-use std::fs::File;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -34,6 +31,7 @@ use super::super::conn::Conn;
 use super::super::protocol::Response;
 use super::super::socket::peer_uid;
 use super::ControlServer;
+use crate::admission::{fd_reserve, in_reserve, out_of_fds, soft_nofile};
 
 /// Clients at once, at least and at most; in between, a quarter of the open-file limit.
 pub const MIN_CLIENTS: usize = 64;
@@ -46,11 +44,6 @@ const ACCEPT_BUDGET: usize = 256;
 /// Clients admitted even when their descriptor is in the reserve (while accept(2) still
 /// finds one).
 pub const FEW_CLIENTS: usize = 4;
-/// Descriptors below the open-file limit that clients never get: an eighth of the
-/// limit, within 8..=64 (a respawn needs a few at once: pipes, the exec-error pipe).
-pub fn fd_reserve(limit: u64) -> u64 {
-    (limit / 8).clamp(8, 64)
-}
 
 /// Why a newcomer is turned away.
 enum Full {
@@ -62,9 +55,7 @@ enum Full {
 impl ControlServer {
     pub(super) fn accept(&mut self, registry: &Registry) {
         let was_stalled = std::mem::take(&mut self.stalled);
-        if self.spare.is_none() {
-            self.spare = open_spare();
-        }
+        self.spare.restore();
         for _ in 0..ACCEPT_BUDGET {
             let mut stream = match self.listener.accept() {
                 Ok((s, _)) => s,
@@ -110,11 +101,10 @@ impl ControlServer {
                     continue;
                 }
             }
-            let reserve = fd_reserve(self.fd_limit);
             let full = if self.clients.len() >= self.max_clients {
                 Some(Full::Clients)
             } else if self.clients.len() >= FEW_CLIENTS
-                && stream.as_raw_fd() as u64 + reserve >= self.fd_limit
+                && in_reserve(stream.as_raw_fd(), 0, self.fd_limit)
             {
                 Some(Full::Reserve)
             } else {
@@ -138,13 +128,7 @@ impl ControlServer {
                 log::warn!("control socket: cannot register a client: {e}");
                 continue;
             }
-            if self.turned_away > 0 {
-                log::info!(
-                    "control socket: admitting clients again ({} turned away)",
-                    self.turned_away
-                );
-                self.turned_away = 0;
-            }
+            self.turned_away.admitted();
             self.clients.insert(token, Conn::new(stream));
             // Connections queued before the listener's event may have spoken already.
             self.enqueue(token);
@@ -162,33 +146,30 @@ impl ControlServer {
         self.stalled
     }
 
-    /// Out of descriptors: give up the spare, accept the newcomer on it, tell it why,
-    /// close it, take the spare back. False if there was no spare or it did not help.
+    /// Out of descriptors: tell the next newcomer on the spare descriptor. False if
+    /// that did not help (see [`crate::admission::Spare::refuse_one`]).
     fn refuse_on_spare(&mut self) -> bool {
-        let Some(spare) = self.spare.take() else {
-            return false;
-        };
-        drop(spare);
-        let refused = loop {
-            match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    self.turn_away(&mut stream, &Full::NoFds);
-                    break true;
-                }
-                // Nobody waits any more: nothing to refuse, and nothing failed.
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => break false,
-            }
-        };
-        self.spare = open_spare();
-        refused
+        let message = self.refusal(&Full::NoFds);
+        let listener = &self.listener;
+        self.spare.refuse_one(
+            || listener.accept().map(|(s, _)| s),
+            |mut s, why| reject(&mut s, why),
+            &mut self.turned_away,
+            &message,
+        )
     }
 
-    /// Answer a newcomer that does not get in. The first of a run is logged.
+    /// Answer a newcomer that does not get in.
     fn turn_away(&mut self, stream: &mut UnixStream, why: &Full) {
+        let message = self.refusal(why);
+        self.turned_away.refused(&message);
+        reject(stream, &message);
+    }
+
+    /// Why a newcomer does not get in, in its error line.
+    fn refusal(&self, why: &Full) -> String {
         let limit = self.fd_limit;
-        let message = match why {
+        match why {
             Full::Clients => format!(
                 "too many clients (at most {} at once, none idle); try again",
                 self.max_clients
@@ -199,15 +180,11 @@ impl ControlServer {
                 fd_reserve(limit)
             ),
             Full::NoFds => format!(
-                "too many clients: supervise is out of file descriptors (limit {limit}); \
-                 try again"
+                "too many clients: supervise is out of file descriptors (limit {}); \
+                 try again",
+                soft_nofile()
             ),
-        };
-        if self.turned_away == 0 {
-            log::warn!("control socket: turning clients away: {message}");
         }
-        self.turned_away += 1;
-        reject(stream, &message);
     }
 
     /// Close an idle client to make room, telling it why.
@@ -236,15 +213,6 @@ impl ControlServer {
     }
 }
 
-fn out_of_fds(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-}
-
-/// The descriptor given up when there is no other (close-on-exec, as std opens).
-pub(super) fn open_spare() -> Option<File> {
-    File::open("/dev/null").ok()
-}
-
 /// Best effort: one error line into a fresh socket's (empty) send buffer, then close.
 /// What it sent already is read first, so closing does not reset the connection
 /// under the line.
@@ -265,10 +233,4 @@ pub(super) fn client_limit(soft: u64) -> usize {
     usize::try_from(soft / 4)
         .unwrap_or(MAX_CLIENTS)
         .clamp(MIN_CLIENTS, MAX_CLIENTS)
-}
-
-/// The soft open-file limit (supervise raised it to the hard one at start).
-pub(super) fn fd_limit() -> u64 {
-    use nix::sys::resource::{getrlimit, Resource};
-    getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft)
 }
