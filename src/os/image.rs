@@ -78,6 +78,8 @@ pub(super) struct Image {
     /// The write end of `start`'s report pipe (-1 for `spawn`), where the child writes
     /// that errno.
     pub(super) report: RawFd,
+    /// The signals the child resets to SIG_DFL (bit n-1 for signal n).
+    pub(super) signals: u64,
 }
 
 pub(super) fn prepare(spec: &ExecSpec) -> io::Result<Image> {
@@ -141,6 +143,7 @@ pub(super) fn prepare(spec: &ExecSpec) -> io::Result<Image> {
         stdio: [-1; 3],
         errno: 0,
         report: -1,
+        signals: !0,
         program,
         _argv: argv,
         argv_ptrs,

@@ -12,6 +12,7 @@ pub mod reap;
 pub mod sd_notify;
 pub mod sockets;
 pub mod spawn;
+mod starting;
 pub mod users;
 
 use nix::errno::Errno;

@@ -22,7 +22,8 @@
 //! its image and stack: no allocation, no locks, and no libc wrapper at all, since
 //! they set `errno`, which the child shares with the loop thread (its system calls
 //! are made directly, `sys`; on architectures without that, it waits as `spawn` does).
-//! Every handled signal is reset before any can be delivered.
+//! Every signal not at its default (handled or ignored; noted once, not per start:
+//! [`note_signal_dispositions`]) is reset before any can be delivered.
 //!
 //! Runs on the loop thread, which is also the only waiter (`reap`): a child whose exec
 //! failed is collected by whoever learns of it first, `spawn`/`Starting::outcome` (so
@@ -30,12 +31,14 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::Pid;
 
 use super::image::{prepare, Image};
 pub use super::image::{ExecSpec, Rlimit};
+pub use super::starting::Starting;
 pub use super::users::Ids;
 
 pub struct Spawned {
@@ -98,7 +101,7 @@ impl Drop for Stack {
 }
 
 /// What a child runs on until its exec: its prepared image and its stack.
-struct ChildMemory {
+pub(super) struct ChildMemory {
     image: Box<Image>,
     stack: Option<Stack>,
 }
@@ -116,6 +119,47 @@ impl Drop for ChildMemory {
             });
         }
     }
+}
+
+/// The signals whose disposition is not SIG_DFL (bit n-1 for signal n), which the child
+/// resets; every one until [`note_signal_dispositions`] is first called.
+static NOT_DEFAULT: AtomicU64 = AtomicU64::new(RESET_ALL);
+
+/// Every signal but SIGKILL and SIGSTOP (which cannot be changed).
+const RESET_ALL: u64 = !(1 << (libc::SIGKILL - 1) | 1 << (libc::SIGSTOP - 1));
+
+/// Note which signals are not at SIG_DFL (handled or ignored), for the children to
+/// reset only those: call once supervise's handlers are installed, and again after any
+/// disposition changes. The set only grows (a signal set back to the default is reset
+/// for nothing), so a note taken concurrently with a change never loses it.
+pub fn note_signal_dispositions() {
+    let mut noted = 0u64;
+    for signal in 1..65u64 {
+        let mut old = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: a query (no new action); `old` is the kernel's layout, valid for the
+        // call. The system call itself: libc refuses the C library's own signals.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                std::ptr::null::<KernelSigaction>(),
+                &mut old as *mut KernelSigaction,
+                8usize,
+            )
+        };
+        if ret != 0 || old.handler != libc::SIG_DFL {
+            noted |= 1 << (signal - 1);
+        }
+    }
+    noted &= RESET_ALL;
+    let _ = NOT_DEFAULT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+        Some(if old == RESET_ALL { noted } else { old | noted })
+    });
 }
 
 /// Whether the child's system calls bypass libc (see `sys`), which lets the loop thread
@@ -142,80 +186,8 @@ pub fn start(spec: &ExecSpec) -> io::Result<(Spawned, Starting)> {
     // Closed before any later clone can inherit it: the report ends when this child
     // exec's or exits, not when some sibling does.
     drop(write);
-    let starting = Starting {
-        pid: spawned.pid,
-        reaped: false,
-        report,
-        errno: Vec::new(),
-        child: Some(child),
-    };
+    let starting = Starting::new(spawned.pid, report, child);
     Ok((spawned, starting))
-}
-
-/// An instance cloned by [`start`], its exec not yet confirmed. The child writes its
-/// errno into the report pipe if it fails; the pipe's end (it is close-on-exec, so the
-/// end comes at the exec or the exit) says it no longer runs in supervise's memory,
-/// and only then are its image and stack freed.
-pub struct Starting {
-    pid: i32,
-    /// Already collected by the reaper.
-    reaped: bool,
-    report: OwnedFd,
-    errno: Vec<u8>,
-    child: Option<ChildMemory>,
-}
-
-impl Starting {
-    /// The report pipe's read end (non-blocking), to register in the poll.
-    pub fn fd(&self) -> RawFd {
-        self.report.as_raw_fd()
-    }
-
-    /// The outcome once known: Ok once the child has exec'ed (or died before, of a
-    /// signal: its exit is reaped as any other), or the error its exec or preparation
-    /// met (it then exits with 127). None while it is still preparing.
-    pub fn outcome(&mut self) -> Option<io::Result<()>> {
-        let mut buf = [0u8; 8];
-        loop {
-            match nix::unistd::read(&self.report, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => self.errno.extend(&buf[..n]),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => return None,
-            }
-        }
-        // The end of the report: the child has left supervise's memory.
-        self.child = None;
-        let result = self.result();
-        if result.is_err() && !self.reaped {
-            // It wrote its errno and closed its descriptors: it is exiting. Collect it
-            // now, as a waiting spawn does, so the reaper never hears of it.
-            let _ = nix::sys::wait::waitpid(Pid::from_raw(self.pid), None);
-        }
-        Some(result)
-    }
-
-    /// The child has been reaped: its outcome (what it wrote is all there).
-    pub fn finish(mut self) -> io::Result<()> {
-        self.reaped = true;
-        self.outcome().unwrap_or_else(|| self.result())
-    }
-
-    fn result(&self) -> io::Result<()> {
-        match <[u8; 4]>::try_from(self.errno.get(..4).unwrap_or_default()) {
-            Ok(bytes) => Err(io::Error::from_raw_os_error(i32::from_ne_bytes(bytes))),
-            Err(_) => Ok(()),
-        }
-    }
-}
-
-impl Drop for Starting {
-    fn drop(&mut self) {
-        // The report never ended: the child may still run on this memory. Keep it.
-        if let Some(child) = self.child.take() {
-            std::mem::forget(child);
-        }
-    }
 }
 
 /// Prepare and clone the child; with `wait`, return once it has exec'ed or exited.
@@ -226,6 +198,7 @@ fn launch(
 ) -> io::Result<(Spawned, ChildMemory)> {
     let mut image = Box::new(prepare(spec)?);
     image.report = report.unwrap_or(-1);
+    image.signals = NOT_DEFAULT.load(Ordering::Relaxed);
     let stdin = super::fds::null_input()?;
     let (stdout, stderr, out_w, err_w) = if spec.quiet {
         let null = super::fds::null_output()?;
@@ -397,17 +370,20 @@ unsafe fn prepare_child(image: &mut Image) -> Result<(), libc::c_int> {
     // default, as exec would do. Ignored signals too (SIGPIPE, which Rust ignores, and
     // whatever supervise's own parent ignored: `nohup`, `sh -c '... &'` ignoring
     // SIGINT/SIGQUIT), as systemd does: an app must not ignore its own stop signal.
+    // Only those not at the default already (`image.signals`): resetting all 62 was
+    // most of the child's time before its exec.
     let default = KernelSigaction {
         handler: libc::SIG_DFL,
         flags: 0,
         restorer: 0,
         mask: 0,
     };
-    for signal in 1..65usize {
-        if signal != libc::SIGKILL as usize && signal != libc::SIGSTOP as usize {
-            let action = &default as *const KernelSigaction as usize;
-            sys(libc::SYS_rt_sigaction, [signal, action, 0, 8]);
-        }
+    let mut signals = image.signals;
+    while signals != 0 {
+        let signal = signals.trailing_zeros() as usize + 1;
+        signals &= signals - 1;
+        let action = &default as *const KernelSigaction as usize;
+        sys(libc::SYS_rt_sigaction, [signal, action, 0, 8]);
     }
     // The parent blocked everything around the clone; the app starts with none blocked.
     let none = 0u64;
@@ -494,6 +470,8 @@ unsafe fn write_decimal(out: *mut u8, mut n: u64) {
 mod tests {
     use super::*;
     use nix::sys::resource::Resource;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
 
     #[test]
     fn decimal_digits() {
@@ -569,7 +547,8 @@ mod tests {
 
     #[test]
     fn starts_with_no_signal_blocked_or_ignored() {
-        // Even one that supervise itself inherited as ignored.
+        // Even one that supervise itself inherited as ignored, or ignores or handles
+        // (noted, as the loop does once its handlers are installed).
         // SAFETY: SIG_IGN for SIGWINCH installs no handler; nothing here uses SIGWINCH.
         unsafe {
             nix::sys::signal::signal(
@@ -578,13 +557,30 @@ mod tests {
             )
             .unwrap();
         }
-        let (out, _) = run(&sh("grep -E '^Sig(Blk|Ign)' /proc/self/status"));
-        for line in out.lines() {
-            let (name, hex) = line.split_once(":\t").unwrap();
-            let mask = u64::from_str_radix(hex, 16).unwrap();
-            // Signals 1-31; 32 and 33 belong to the C library and cannot be reset.
-            assert_eq!(mask & 0x7fff_ffff, 0, "{name}: {hex}");
+        let handled = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(libc::SIGUSR2, handled.clone()).unwrap();
+        for noted in [false, true] {
+            if noted {
+                note_signal_dispositions();
+                let set = NOT_DEFAULT.load(Ordering::Relaxed);
+                for signal in [libc::SIGWINCH, libc::SIGUSR2, libc::SIGPIPE] {
+                    assert_ne!(set & 1 << (signal - 1), 0, "signal {signal} is reset");
+                }
+                assert_eq!(
+                    set & 1 << (libc::SIGTTIN - 1),
+                    0,
+                    "SIGTTIN is at its default"
+                );
+            }
+            let (out, _) = run(&sh("grep -E '^Sig(Blk|Ign)' /proc/self/status"));
+            for line in out.lines() {
+                let (name, hex) = line.split_once(":\t").unwrap();
+                let mask = u64::from_str_radix(hex, 16).unwrap();
+                // Signals 1-31; 32 and 33 belong to the C library and cannot be reset.
+                assert_eq!(mask & 0x7fff_ffff, 0, "{name}: {hex}");
+            }
         }
+        assert!(!handled.load(Ordering::Relaxed));
     }
 
     #[test]

@@ -146,6 +146,8 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
     let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
+    // No disposition changes after this: children reset only those that differ.
+    os::spawn::note_signal_dispositions();
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let waker_for_checks = waker.clone();
     let settings = &ecosystem.settings;
