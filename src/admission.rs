@@ -114,6 +114,11 @@ impl Refusals {
         self.count += 1;
     }
 
+    /// How many were turned away since the last one got in.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
     /// One got in.
     pub fn admitted(&mut self) {
         if self.count > 0 {

@@ -168,3 +168,88 @@ fn refuse(stream: &mut TcpStream, message: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream as StdStream;
+    use std::time::Duration;
+
+    use mio::{Events, Poll, Token};
+
+    use super::*;
+
+    /// A server on a free port, registered; the listener's token.
+    fn server(poll: &Poll) -> (HttpServer, Token) {
+        let mut server = HttpServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        server.register(poll.registry(), Token(1), 100).unwrap();
+        (server, Token(1))
+    }
+
+    /// Serve the listener's events until `done` holds (at most 5 s).
+    fn serve_until(poll: &mut Poll, server: &mut HttpServer, done: impl Fn(&HttpServer) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut events = Events::with_capacity(16);
+        while !done(server) {
+            assert!(Instant::now() < deadline, "not done within 5 s");
+            poll.poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            for event in events.iter() {
+                server.ready(poll.registry(), event.token(), Instant::now(), &mut |_| {
+                    Response::text(200, "ok\n")
+                });
+            }
+        }
+    }
+
+    /// What a connection reads after its request: the whole answer, up to the close.
+    fn answer(mut conn: StdStream) -> String {
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = conn.write_all(b"GET /livez HTTP/1.1\r\n\r\n");
+        let mut got = Vec::new();
+        let _ = conn.read_to_end(&mut got);
+        String::from_utf8(got).unwrap()
+    }
+
+    #[test]
+    fn past_the_connection_cap_a_newcomer_gets_a_503() {
+        let mut poll = Poll::new().unwrap();
+        let (mut server, _) = server(&poll);
+        let addr = server.local_addr().unwrap();
+        let _held: Vec<_> = (0..MAX_CONNECTIONS)
+            .map(|_| StdStream::connect(addr).unwrap())
+            .collect();
+        serve_until(&mut poll, &mut server, |s| s.clients() == MAX_CONNECTIONS);
+        // Turned away as soon as it is accepted: nothing else needs serving.
+        let newcomer = StdStream::connect(addr).unwrap();
+        serve_until(&mut poll, &mut server, |s| s.turned_away.count() == 1);
+        let got = answer(newcomer);
+        assert!(
+            got.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{got}"
+        );
+        assert!(got.contains("Connection: close\r\n"), "{got}");
+        assert!(
+            got.ends_with("\r\n\r\ntoo many connections (at most 128 at once); try again\n"),
+            "{got}"
+        );
+        assert_eq!(server.clients(), MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn a_newcomer_whose_descriptor_is_in_the_reserve_gets_a_503() {
+        let mut poll = Poll::new().unwrap();
+        let (mut server, _) = server(&poll);
+        // Any descriptor is within the reserve (and the four kept above it) of this.
+        server.fd_limit = 0;
+        let newcomer = StdStream::connect(server.local_addr().unwrap()).unwrap();
+        serve_until(&mut poll, &mut server, |s| s.turned_away.count() == 1);
+        let got = answer(newcomer);
+        assert!(got.starts_with("HTTP/1.1 503 "), "{got}");
+        assert!(
+            got.contains("supervise keeps its last file descriptors"),
+            "{got}"
+        );
+        assert_eq!(server.clients(), 0);
+    }
+}
