@@ -122,7 +122,11 @@ impl Runtime {
                 {
                     log::warn!("cannot watch {id}'s start: {e}");
                 }
-                self.check_oldest_start();
+                // In a burst, earlier starts may be known already (each holds its
+                // child's image and stack until told); a lone one was just cloned.
+                if self.starts.in_flight() > 1 {
+                    self.check_oldest_start();
+                }
             }
             Err(e) => {
                 // A failed start is a crash like any other: it backs off and counts

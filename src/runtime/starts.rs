@@ -87,6 +87,11 @@ impl Starts {
         watched
     }
 
+    /// How many starts are not told yet.
+    pub(super) fn in_flight(&self) -> usize {
+        self.queue.len()
+    }
+
     /// The report of `token` is readable: the starts that can be told now, in order.
     pub(super) fn readable(
         &mut self,
