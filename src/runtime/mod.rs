@@ -86,6 +86,9 @@ const FIRST_START: usize = 1 << 39;
 /// HTTP clients get tokens from here up, far above any control client's.
 const FIRST_HTTP_CLIENT: usize = 1 << 41;
 
+/// How long the writers may wait for a start's exec before being woken (see run_loop).
+const OUTPUT_DEFER: Duration = Duration::from_millis(2);
+
 /// How long the final sweep waits for leftover processes after SIGTERM.
 const SWEEP_GRACE: Duration = Duration::from_secs(2);
 
@@ -312,15 +315,29 @@ impl Runtime {
                 .chain(self.http.as_ref().and_then(|h| h.next_deadline()))
                 .chain(self.parent.as_ref().and_then(|p| p.next_deadline()))
                 .min();
+            // While a start's exec is pending (its report comes at the exec), the
+            // writers are not woken: the child, often on this CPU, runs first; their
+            // lines follow with its "started" at most OUTPUT_DEFER later.
+            let defer = self
+                .starts
+                .oldest_at()
+                .map(|at| at + OUTPUT_DEFER)
+                .filter(|until| Instant::now() < *until);
             let room = sinks!(self).room();
             let timeout = if self.pipes.busy(room) || commanded || self.control_backlog() {
                 Some(Duration::ZERO)
             } else {
                 // A resting pipe's read is no reason to plan: not in `planned`.
-                let at = wake_at.into_iter().chain(self.pipes.next_deadline()).min();
+                let at = wake_at
+                    .into_iter()
+                    .chain(self.pipes.next_deadline())
+                    .chain(defer)
+                    .min();
                 at.map(|at| at.saturating_duration_since(Instant::now()))
             };
-            sinks!(self).hold(false);
+            if defer.is_none() {
+                sinks!(self).hold(false);
+            }
             let polled = self.poll.poll(&mut events, timeout);
             sinks!(self).hold(true);
             match polled {

@@ -14,6 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::OwnedFd;
+use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -36,6 +37,8 @@ struct Entry {
     start: Start,
     report: Option<Starting>,
     outcome: Option<io::Result<()>>,
+    /// When it was cloned.
+    at: Instant,
 }
 
 pub(super) struct Starts {
@@ -82,6 +85,7 @@ impl Starts {
             start: Start { pid, id, output },
             report: Some(starting),
             outcome: None,
+            at: Instant::now(),
         };
         self.by_token.insert(token, entry);
         watched
@@ -90,6 +94,12 @@ impl Starts {
     /// How many starts are not told yet.
     pub(super) fn in_flight(&self) -> usize {
         self.queue.len()
+    }
+
+    /// When the oldest start not told yet was cloned.
+    pub(super) fn oldest_at(&self) -> Option<Instant> {
+        let token = self.queue.front()?;
+        Some(self.by_token.get(token)?.at)
     }
 
     /// The report of `token` is readable: the starts that can be told now, in order.
