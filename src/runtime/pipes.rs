@@ -169,8 +169,10 @@ impl Pipes {
                 resting: false,
             },
         );
-        // Data may already be waiting; edge-triggered registration would not say so.
-        self.again.push(token);
+        // Not read now: data already waiting is reported by the next poll (epoll checks
+        // a descriptor's readiness when it is added, edge-triggered or not), and a pipe
+        // added at its child's exec has nothing yet. Two reads fewer on the path from
+        // the exec to the app's first instruction.
         Ok(())
     }
 
@@ -430,5 +432,32 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
             }
         }
         pipe.queue(chunk);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_written_before_a_pipe_is_added_is_reported_by_the_poll() {
+        let mut poll = mio::Poll::new().unwrap();
+        let flags = nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK;
+        let (read, write) = nix::unistd::pipe2(flags).unwrap();
+        nix::unistd::write(&write, b"early\n").unwrap();
+        let mut pipes = Pipes::new(16);
+        let id = InstanceId::new("web", 0);
+        pipes
+            .add(poll.registry(), read, &id, Stream::Stdout)
+            .unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(10)))
+            .unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.token() == Token(16) && e.is_readable()),
+            "no readable event for a pipe added with data in it"
+        );
     }
 }
