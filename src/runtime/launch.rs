@@ -15,6 +15,7 @@ use crate::os;
 use crate::os::sockets::fd_name;
 use crate::os::spawn::{ExecSpec, Rlimit};
 use crate::os::users::{self, Identity};
+use crate::state::InstanceId;
 use nix::sys::resource::Resource;
 
 /// Variables of supervise's own environment that describe supervise, not its apps.
@@ -32,6 +33,11 @@ pub(super) struct Launcher {
     base_env: Vec<(OsString, OsString)>,
     /// Per app: its resolved `user`/`group`, or why they did not resolve.
     identities: HashMap<String, Result<Identity, String>>,
+    /// What each instance that starts again ran with, for this load (every load calls
+    /// `resolve_users`, which empties it): a respawn reuses it instead of building the
+    /// environment again, a fifth of supervise's work from an exit to the new clone.
+    /// None: started once (most never start again, so nothing is kept for them).
+    kept: HashMap<InstanceId, Option<ExecSpec>>,
 }
 
 impl Launcher {
@@ -42,6 +48,7 @@ impl Launcher {
         let mut launcher = Launcher {
             base_env,
             identities: HashMap::new(),
+            kept: HashMap::new(),
         };
         launcher.resolve_users(eco);
         launcher
@@ -50,6 +57,7 @@ impl Launcher {
     /// Look every app's `user` and `group` up: at start and on each reload only.
     /// Apps sharing a (user, group) pair share one lookup.
     pub(super) fn resolve_users(&mut self, eco: &Ecosystem) {
+        self.kept.clear();
         type Resolved = Result<Identity, String>;
         let mut seen: HashMap<(Option<&str>, Option<&str>), Resolved> = HashMap::new();
         self.identities = eco
@@ -64,6 +72,21 @@ impl Launcher {
                 (app.name.clone(), identity)
             })
             .collect();
+    }
+
+    /// What `id` ran with at its last start in this load, when it is kept.
+    pub(super) fn kept(&self, id: &InstanceId) -> Option<&ExecSpec> {
+        self.kept.get(id)?.as_ref()
+    }
+
+    /// `exec` started `id`: kept from its second start in this load on.
+    pub(super) fn keep(&mut self, id: &InstanceId, exec: ExecSpec) {
+        match self.kept.get_mut(id) {
+            Some(slot) => *slot = Some(exec),
+            None => {
+                self.kept.insert(id.clone(), None);
+            }
+        }
     }
 
     fn identity(&self, app: &str) -> io::Result<&Identity> {
@@ -284,6 +307,26 @@ mod tests {
             limits(&spec, Some((1024, 20000))),
             vec![(Resource::RLIMIT_NOFILE, 4096, 4096)]
         );
+    }
+
+    #[test]
+    fn a_restarting_instance_reuses_its_spec_until_the_next_load() {
+        let spec = AppSpec::new("web", "/bin/true", &["true"]);
+        let eco = Ecosystem {
+            path: "/e.toml".into(),
+            settings: Default::default(),
+            apps: vec![spec.clone()],
+        };
+        let mut launcher = Launcher::new(&eco);
+        let id = InstanceId::new("web", 0);
+        let exec = launcher.exec_spec(&spec, 0, None).unwrap();
+        launcher.keep(&id, exec.clone());
+        assert!(launcher.kept(&id).is_none(), "not kept after one start");
+        launcher.keep(&id, exec.clone());
+        assert_eq!(launcher.kept(&id).map(|e| &e.argv), Some(&exec.argv));
+        assert!(launcher.kept(&InstanceId::new("web", 1)).is_none());
+        launcher.resolve_users(&eco);
+        assert!(launcher.kept(&id).is_none(), "a load forgets it");
     }
 
     #[test]

@@ -97,13 +97,26 @@ impl Runtime {
         };
         let generation = self.desired.generation(spec);
         let now = Instant::now();
-        let spawned = self.instance_exec(spec, id.index).and_then(|mut exec| {
-            if let Err(e) = self.adapter.apply(spec, &mut exec.env) {
-                self.output
-                    .event(&format!("{id}: {e}; starting it without"));
-            }
-            os::spawn::start(&exec)
-        });
+        let mut built = None;
+        let spawned = match self.launcher.kept(&id) {
+            Some(exec) => os::spawn::start(exec),
+            None => self.instance_exec(spec, id.index).and_then(|mut exec| {
+                let adapted = self.adapter.apply(spec, &mut exec.env);
+                if let Err(e) = &adapted {
+                    self.output
+                        .event(&format!("{id}: {e}; starting it without"));
+                }
+                let started = os::spawn::start(&exec);
+                // Kept only as it is when nothing went wrong (a failure is told again).
+                if adapted.is_ok() && started.is_ok() {
+                    built = Some(exec);
+                }
+                started
+            }),
+        };
+        if let Some(exec) = built {
+            self.launcher.keep(&id, exec);
+        }
         match spawned {
             Ok((child, starting)) => {
                 self.leaders.insert(child.pid, Owner::Instance(id.clone()));
