@@ -5,6 +5,8 @@ use std::fs;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::sync::OnceLock;
 
+use nix::fcntl::{fcntl, FcntlArg};
+
 pub fn close_inherited_on_exec() {
     let Ok(dir) = fs::read_dir("/proc/self/fd") else {
         return;
@@ -36,22 +38,31 @@ pub const RESERVED_FDS: usize = 32;
 /// socket dup2'ed onto fd 3 could replace that channel and turn a failed exec into a
 /// silent exit. Call before any thread or descriptor is created.
 pub fn reserve_low_fds() {
-    // open(2) returns the lowest free number: open /dev/null (std opens close-on-exec)
-    // until a descriptor lands above the range, keeping those inside it.
+    // F_DUPFD_CLOEXEC from 0 returns the lowest free number: copy one /dev/null
+    // (close-on-exec) until a copy lands above the range, keeping those inside it. One
+    // open file shared by all: every clone copies supervise's descriptors and every exec
+    // closes these, which costs less when they are one file than 32.
     // An empty root file system (no /dev) gets an empty pipe's read end instead.
-    for _ in 0..RESERVED_FDS {
-        let null: OwnedFd = match fs::File::open("/dev/null") {
-            Ok(null) => null.into(),
-            Err(_) => match std::io::pipe() {
-                Ok((read, _write)) => read.into(),
-                Err(_) => return,
-            },
-        };
-        if null.as_raw_fd() >= 3 + RESERVED_FDS as i32 {
-            return;
-        }
-        let _placeholder = null.into_raw_fd();
+    let null: OwnedFd = match fs::File::open("/dev/null") {
+        Ok(null) => null.into(),
+        Err(_) => match std::io::pipe() {
+            Ok((read, _write)) => read.into(),
+            Err(_) => return,
+        },
+    };
+    if null.as_raw_fd() >= 3 + RESERVED_FDS as i32 {
+        return;
     }
+    for _ in 0..RESERVED_FDS {
+        let Ok(copy) = fcntl(&null, FcntlArg::F_DUPFD_CLOEXEC(0)) else {
+            break;
+        };
+        if copy >= 3 + RESERVED_FDS as i32 {
+            let _ = nix::unistd::close(copy);
+            break;
+        }
+    }
+    let _placeholder = null.into_raw_fd();
 }
 
 /// An app's standard input: /dev/null, or in an empty root file system without /dev an
