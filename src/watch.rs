@@ -49,6 +49,19 @@ impl AppWatch {
 struct Routes {
     config_dirs: Vec<PathBuf>,
     apps: Vec<AppWatch>,
+    /// supervise's own output files: its writes there are not edits.
+    own: Vec<PathBuf>,
+}
+
+/// supervise's stdout and stderr when they are files. `supervise eco.toml > out.log`
+/// in the file's folder would otherwise have every write of its output wake the loop
+/// and read the file again (a crash loop paid a third more CPU per start).
+fn own_output_files() -> Vec<PathBuf> {
+    [1, 2]
+        .iter()
+        .filter_map(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok())
+        .filter(|path| path.is_absolute() && path.is_file())
+        .collect()
 }
 
 struct Shared {
@@ -69,7 +82,10 @@ impl Watcher {
         let shared = Arc::new(Shared {
             config_changed: AtomicBool::new(false),
             apps_changed: Mutex::new(BTreeSet::new()),
-            routes: Mutex::new(Routes::default()),
+            routes: Mutex::new(Routes {
+                own: own_output_files(),
+                ..Routes::default()
+            }),
             waker,
         });
         let handler_shared = shared.clone();
@@ -143,7 +159,7 @@ fn route(shared: &Shared, event: &Event) {
     }
     let routes = shared.routes.lock().unwrap_or_else(|e| e.into_inner());
     let mut wake = false;
-    for path in &event.paths {
+    for path in event.paths.iter().filter(|p| !routes.own.contains(p)) {
         if path
             .parent()
             .is_some_and(|dir| routes.config_dirs.iter().any(|d| d == dir))
@@ -193,6 +209,31 @@ mod tests {
                 .collect(),
             ignore_dirs: vec![PathBuf::from("/srv/app/src/logs")],
         }
+    }
+
+    #[test]
+    fn supervises_own_output_file_is_not_an_edit() {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let shared = Shared {
+            config_changed: AtomicBool::new(false),
+            apps_changed: Mutex::new(BTreeSet::new()),
+            routes: Mutex::new(Routes {
+                config_dirs: vec![PathBuf::from("/srv/conf")],
+                apps: vec![app(&["/srv/conf"], &[])],
+                own: vec![PathBuf::from("/srv/conf/supervise.log")],
+            }),
+            waker,
+        };
+        let modified = |path: &str| {
+            Event::new(EventKind::Modify(notify::event::ModifyKind::Any)).add_path(path.into())
+        };
+        route(&shared, &modified("/srv/conf/supervise.log"));
+        assert!(!shared.config_changed.load(Ordering::Acquire));
+        assert!(shared.apps_changed.lock().unwrap().is_empty());
+        route(&shared, &modified("/srv/conf/eco.toml"));
+        assert!(shared.config_changed.load(Ordering::Acquire));
+        assert!(shared.apps_changed.lock().unwrap().contains("web"));
     }
 
     #[test]
