@@ -315,12 +315,14 @@ impl Runtime {
                 .chain(self.http.as_ref().and_then(|h| h.next_deadline()))
                 .chain(self.parent.as_ref().and_then(|p| p.next_deadline()))
                 .min();
-            // While a start's exec is pending (its report comes at the exec), the
+            // While a lone start's exec is pending (its report comes at the exec), the
             // writers are not woken: the child, often on this CPU, runs first; their
-            // lines follow with its "started" at most OUTPUT_DEFER later.
+            // lines follow with its "started" at most OUTPUT_DEFER later. Not in a
+            // burst: there a start is always pending, and output must keep flowing.
             let defer = self
                 .starts
                 .oldest_at()
+                .filter(|_| self.starts.in_flight() == 1)
                 .map(|at| at + OUTPUT_DEFER)
                 .filter(|until| Instant::now() < *until);
             let room = sinks!(self).room();
