@@ -4,7 +4,10 @@
 //!
 //! The ecosystem file is watched through its folder (non-recursive), never as a file:
 //! editors that save by rename, `sed -i`, and the Kubernetes ConfigMap `..data` symlink
-//! swap all replace the inode, which a watch on the file itself would lose. Whether the
+//! swap all replace the inode, which a watch on the file itself would lose. Only events
+//! naming the file itself (or an env_file), or a `..`-name of a ConfigMap's swap, count:
+//! apps often write beside their ecosystem file (a database, a pid file, their output),
+//! and each such write would otherwise have the loop read the file again. Whether the
 //! file really changed is decided later by comparing its bytes.
 
 use std::collections::BTreeSet;
@@ -47,7 +50,8 @@ impl AppWatch {
 
 #[derive(Default)]
 struct Routes {
-    config_dirs: Vec<PathBuf>,
+    /// The ecosystem file and its env_files, each watched through its folder.
+    config_files: Vec<PathBuf>,
     apps: Vec<AppWatch>,
     /// supervise's own output files: its writes there are not edits.
     own: Vec<PathBuf>,
@@ -101,13 +105,16 @@ impl Watcher {
         })
     }
 
-    /// Watch exactly these folders (for the ecosystem and env files) and app paths;
-    /// called at start and after each reload. Errors are returned as readable text.
-    pub fn set(&mut self, config_dirs: Vec<PathBuf>, apps: Vec<AppWatch>) -> Vec<String> {
-        let mut wanted: Vec<(PathBuf, RecursiveMode)> = config_dirs
+    /// Watch exactly these files (the ecosystem file and its env_files, each through
+    /// its folder) and app paths; called at start and after each reload. Errors are
+    /// returned as readable text.
+    pub fn set(&mut self, config_files: Vec<PathBuf>, apps: Vec<AppWatch>) -> Vec<String> {
+        let mut wanted: Vec<(PathBuf, RecursiveMode)> = config_files
             .iter()
-            .map(|d| (d.clone(), RecursiveMode::NonRecursive))
+            .filter_map(|f| f.parent())
+            .map(|d| (d.to_path_buf(), RecursiveMode::NonRecursive))
             .collect();
+        wanted.sort();
         for app in &apps {
             for p in &app.paths {
                 wanted.push((p.clone(), RecursiveMode::Recursive));
@@ -130,7 +137,7 @@ impl Watcher {
         }
         self.watched = wanted;
         let mut routes = self.shared.routes.lock().unwrap_or_else(|e| e.into_inner());
-        routes.config_dirs = config_dirs;
+        routes.config_files = config_files;
         routes.apps = apps;
         errors
     }
@@ -160,11 +167,7 @@ fn route(shared: &Shared, event: &Event) {
     let routes = shared.routes.lock().unwrap_or_else(|e| e.into_inner());
     let mut wake = false;
     for path in event.paths.iter().filter(|p| !routes.own.contains(p)) {
-        if path
-            .parent()
-            .is_some_and(|dir| routes.config_dirs.iter().any(|d| d == dir))
-            && !shared.config_changed.swap(true, Ordering::AcqRel)
-        {
+        if routes.concern_config(path) && !shared.config_changed.swap(true, Ordering::AcqRel) {
             wake = true;
         }
         for app in routes.apps.iter().filter(|a| a.matches(path)) {
@@ -178,6 +181,21 @@ fn route(shared: &Shared, event: &Event) {
     drop(routes);
     if wake {
         let _ = shared.waker.wake();
+    }
+}
+
+impl Routes {
+    /// Whether a change of `path` may change the ecosystem: the file or an env_file
+    /// itself, or in their folder a name beginning with `..` (a Kubernetes ConfigMap
+    /// swaps its `..data` symlink; the file is a link through it).
+    fn concern_config(&self, path: &Path) -> bool {
+        self.config_files.iter().any(|file| {
+            file == path
+                || (file.parent() == path.parent()
+                    && path
+                        .file_name()
+                        .is_some_and(|n| n.as_encoded_bytes().starts_with(b"..")))
+        })
     }
 }
 
@@ -219,7 +237,7 @@ mod tests {
             config_changed: AtomicBool::new(false),
             apps_changed: Mutex::new(BTreeSet::new()),
             routes: Mutex::new(Routes {
-                config_dirs: vec![PathBuf::from("/srv/conf")],
+                config_files: vec![PathBuf::from("/srv/conf/eco.toml")],
                 apps: vec![app(&["/srv/conf"], &[])],
                 own: vec![PathBuf::from("/srv/conf/supervise.log")],
             }),
@@ -234,6 +252,31 @@ mod tests {
         route(&shared, &modified("/srv/conf/eco.toml"));
         assert!(shared.config_changed.load(Ordering::Acquire));
         assert!(shared.apps_changed.lock().unwrap().contains("web"));
+    }
+
+    #[test]
+    fn only_the_file_its_env_files_and_a_configmap_swap_concern_the_config() {
+        let routes = Routes {
+            config_files: vec!["/srv/conf/eco.toml".into(), "/srv/env/web.env".into()],
+            ..Routes::default()
+        };
+        for edit in [
+            "/srv/conf/eco.toml",
+            "/srv/env/web.env",
+            "/srv/conf/..data",
+            "/srv/conf/..2026_11_30_12_00_00.123",
+        ] {
+            assert!(routes.concern_config(Path::new(edit)), "{edit}");
+        }
+        for other in [
+            "/srv/conf/app.db",
+            "/srv/conf/starts",
+            "/srv/conf/.eco.toml.swp",
+            "/srv/env/eco.toml",
+            "/srv/other/..data",
+        ] {
+            assert!(!routes.concern_config(Path::new(other)), "{other}");
+        }
     }
 
     #[test]

@@ -201,12 +201,10 @@ impl Runtime {
             return;
         };
         let eco = &self.desired.eco;
-        let mut dirs: Vec<PathBuf> = std::iter::once(eco.path.as_path())
+        let files: Vec<PathBuf> = std::iter::once(eco.path.as_path())
             .chain(env_files(eco))
-            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .map(Path::to_path_buf)
             .collect();
-        dirs.sort();
-        dirs.dedup();
         let log_dir = eco.settings.log_dir.clone();
         let apps = eco
             .apps
@@ -227,7 +225,7 @@ impl Runtime {
                 }
             })
             .collect();
-        for error in watcher.set(dirs, apps) {
+        for error in watcher.set(files, apps) {
             self.output.event(&error);
         }
     }
