@@ -456,6 +456,15 @@ def log_argv(ctx: Ctx, data: str, mode: str, starts: str) -> list[str]:
             f" {shlex.join(gen_argv(data, mode))}; exec sleep 100000"]
 
 
+def warm(path: str) -> None:
+    """Read the app's input once, so that every column finds it in the page cache: the
+    file is written once and kept, and the kernel may reclaim its pages in between
+    (DAMON reclaim does on this kind of VM), which only the first reader would pay."""
+    with open(path, "rb") as f:
+        while f.read(1 << 20):
+            pass
+
+
 def last_line_seen(path: str, marker: bytes) -> bool:
     with contextlib.suppress(OSError):
         with open(path, "rb") as f:
@@ -476,6 +485,7 @@ def log_capture(ctx: Ctx, key: str | None, mode: str) -> dict:
         argv = log_argv(ctx, data, mode, starts)
         capture = os.path.join(work, "captured.log")
         peer = None
+        warm(data)
         settle()
         try:
             if key is None:
