@@ -42,13 +42,8 @@ pub fn reserve_low_fds() {
     // (close-on-exec) until a copy lands above the range, keeping those inside it. One
     // open file shared by all: every clone copies supervise's descriptors and every exec
     // closes these, which costs less when they are one file than 32.
-    // An empty root file system (no /dev) gets an empty pipe's read end instead.
-    let null: OwnedFd = match fs::File::open("/dev/null") {
-        Ok(null) => null.into(),
-        Err(_) => match std::io::pipe() {
-            Ok((read, _write)) => read.into(),
-            Err(_) => return,
-        },
+    let Ok(null) = null_reader() else {
+        return;
     };
     if null.as_raw_fd() >= 3 + RESERVED_FDS as i32 {
         return;
@@ -73,11 +68,17 @@ pub fn null_input() -> std::io::Result<BorrowedFd<'static>> {
     if let Some(null) = NULL.get() {
         return Ok(null.as_fd());
     }
-    let null = match fs::File::open("/dev/null") {
-        Ok(file) => file.into(),
-        Err(_) => std::io::pipe()?.0.into(),
-    };
+    let null = null_reader()?;
     Ok(NULL.get_or_init(|| null).as_fd())
+}
+
+/// /dev/null for reading (close-on-exec), or in an empty root file system without /dev
+/// an empty pipe's read end (its write end closed): both read end of file at once.
+fn null_reader() -> std::io::Result<OwnedFd> {
+    match fs::File::open("/dev/null") {
+        Ok(file) => Ok(file.into()),
+        Err(_) => Ok(std::io::pipe()?.0.into()),
+    }
 }
 
 /// Where a quiet child's output goes: /dev/null, or without /dev a pipe nobody reads
