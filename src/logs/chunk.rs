@@ -19,6 +19,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::lines::is_plain;
 use super::Stream;
 
 /// A chunk buffer this big is kept for reuse when dropped.
@@ -93,23 +94,33 @@ impl Chunk {
         self.ends.push(self.data.len() as u32);
     }
 
-    /// Adds whole lines at once: `lines` holds each line followed by its `\n`, and
-    /// `ends` where each ends in `lines` (after the `\n`). None is cut.
-    pub fn push_run(&mut self, lines: &[u8], ends: &[u32]) {
-        debug_assert_eq!(ends.last().map_or(0, |&e| e as usize), lines.len());
-        if self.head.is_empty() {
-            let base = self.data.len() as u32;
-            self.data.extend_from_slice(lines);
-            self.ends.extend(ends.iter().map(|&e| base + e));
-            return;
-        }
+    /// Adds the plain lines at the start of `buf` (see [`is_plain`]), up to the first line
+    /// that is not plain or not complete; returns the bytes taken. Each line's end is found
+    /// as it is copied: one pass over a burst.
+    pub fn push_plain(&mut self, buf: &[u8]) -> usize {
         let mut start = 0;
-        for &end in ends {
-            self.data.extend_from_slice(&self.head);
-            self.data.extend_from_slice(&lines[start..end as usize]);
-            self.ends.push(self.data.len() as u32);
-            start = end as usize;
+        if self.head.is_empty() {
+            let base = self.data.len();
+            for nl in memchr::memchr_iter(b'\n', buf) {
+                if !is_plain(&buf[start..nl]) {
+                    break;
+                }
+                start = nl + 1;
+                self.ends.push((base + start) as u32);
+            }
+            self.data.extend_from_slice(&buf[..start]);
+            return start;
         }
+        for nl in memchr::memchr_iter(b'\n', buf) {
+            if !is_plain(&buf[start..nl]) {
+                break;
+            }
+            self.data.extend_from_slice(&self.head);
+            self.data.extend_from_slice(&buf[start..=nl]);
+            self.ends.push(self.data.len() as u32);
+            start = nl + 1;
+        }
+        start
     }
 
     /// Number of lines.
@@ -251,7 +262,7 @@ mod tests {
         one.push(b"a", false);
         one.push(b"", false);
         one.push(b"bc", false);
-        run.push_run(b"a\n\nbc\n", &[2, 3, 6]);
+        assert_eq!(run.push_plain(b"a\n\nbc\nd\r\ne\n"), 6);
         assert_eq!(
             one.lines().collect::<Vec<_>>(),
             run.lines().collect::<Vec<_>>()
@@ -267,7 +278,7 @@ mod tests {
         let mut c = Chunk::new("web".into(), 0, Stream::Stdout, SystemTime::UNIX_EPOCH)
             .with_head(b"web.0 | ".to_vec());
         c.push(b"one", false);
-        c.push_run(b"a\n\nbc\n", &[2, 3, 6]);
+        assert_eq!(c.push_plain(b"a\n\nbc\ntail"), 6);
         c.push(b"cut", true);
         let got: Vec<(&[u8], bool)> = c.lines().collect();
         let want: [(&[u8], bool); 5] = [

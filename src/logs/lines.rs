@@ -8,8 +8,8 @@
 //! - when the pipe closes, [`LineSplitter::finish`] emits the partial last line (end of
 //!   file counts as a line end, so a trailing `\r` is stripped there too).
 //!
-//! Runs of ordinary lines are handed over whole ([`LineOut::run`]), which is what keeps a
-//! burst of short lines cheap.
+//! Runs of plain lines (see [`is_plain`]) are handed over whole ([`LineOut::plain`]): a
+//! chunk finds their ends while it copies them, one pass over a burst of short lines.
 //!
 //! The result does not depend on how the input is chunked: feeding a byte at a time gives
 //! the same lines as feeding everything at once.
@@ -24,17 +24,25 @@ pub trait LineOut {
     /// One line, without its newline; `cut` for a piece of a longer line.
     fn line(&mut self, line: &[u8], cut: bool);
 
-    /// Whole lines at once (the common case, taken without a copy per line): `lines` holds
-    /// each line followed by its `\n`, `ends` where each ends in `lines` (after its `\n`).
-    /// None is cut and none had a `\r` to strip.
-    fn run(&mut self, lines: &[u8], ends: &[u32]) {
+    /// Takes the plain lines at the start of `buf` (each ending in `\n`, see [`is_plain`]),
+    /// up to the first line that is not plain or not complete; returns the bytes taken.
+    fn plain(&mut self, buf: &[u8]) -> usize {
         let mut start = 0;
-        for &end in ends {
-            let end = end as usize;
-            self.line(&lines[start..end - 1], false);
-            start = end;
+        for nl in memchr::memchr_iter(b'\n', buf) {
+            if !is_plain(&buf[start..nl]) {
+                break;
+            }
+            self.line(&buf[start..nl], false);
+            start = nl + 1;
         }
+        start
     }
+}
+
+/// Whether a complete line (without its `\n`) goes out as it is: not too long, no `\r` to
+/// strip.
+pub fn is_plain(line: &[u8]) -> bool {
+    line.len() <= MAX_LINE && line.last() != Some(&b'\r')
 }
 
 impl<F: FnMut(&[u8], bool)> LineOut for F {
@@ -48,8 +56,8 @@ impl LineOut for Chunk {
         self.push(line, cut);
     }
 
-    fn run(&mut self, lines: &[u8], ends: &[u32]) {
-        self.push_run(lines, ends);
+    fn plain(&mut self, buf: &[u8]) -> usize {
+        self.push_plain(buf)
     }
 }
 
@@ -60,8 +68,6 @@ pub struct LineSplitter {
     buf: Vec<u8>,
     /// `buf[..scanned]` is known to contain no `\n`.
     scanned: usize,
-    /// Scratch: the ends of a run of plain lines.
-    ends: Vec<u32>,
 }
 
 impl LineSplitter {
@@ -80,13 +86,13 @@ impl LineSplitter {
     pub fn push(&mut self, data: &[u8], out: &mut dyn LineOut) {
         if self.buf.is_empty() {
             // The usual case: lines straight from `data`, only its tail is kept.
-            let (start, scan) = split(data, 0, &mut self.ends, out);
+            let (start, scan) = split(data, 0, out);
             self.buf.extend_from_slice(&data[start..]);
             self.scanned = scan - start;
             return;
         }
         self.buf.extend_from_slice(data);
-        let (start, scan) = split(&self.buf, self.scanned, &mut self.ends, out);
+        let (start, scan) = split(&self.buf, self.scanned, out);
         self.buf.drain(..start);
         self.scanned = scan - start;
     }
@@ -110,19 +116,16 @@ impl LineSplitter {
 
 /// Emits the complete lines of `buf` (known to hold no `\n` before `scan`) and the pieces
 /// of a too long last line; returns where the rest starts and how far it was scanned.
-/// Consecutive plain lines (not too long, no `\r` to strip) go out as one run.
-fn split(buf: &[u8], scan: usize, ends: &mut Vec<u32>, out: &mut dyn LineOut) -> (usize, usize) {
+/// Consecutive plain lines go out as one run.
+fn split(buf: &[u8], scan: usize, out: &mut dyn LineOut) -> (usize, usize) {
     let mut start = 0;
-    let mut run = 0;
-    ends.clear();
-    for nl in memchr::memchr_iter(b'\n', &buf[scan..]).map(|i| scan + i) {
-        if nl - start <= MAX_LINE && (nl == start || buf[nl - 1] != b'\r') {
-            ends.push((nl + 1 - run) as u32);
+    let mut from = scan;
+    while let Some(nl) = memchr::memchr(b'\n', &buf[from..]).map(|i| from + i) {
+        if is_plain(&buf[start..nl]) {
+            // This line and the plain ones after it.
+            start += out.plain(&buf[start..]);
+            debug_assert!(start > nl);
         } else {
-            if !ends.is_empty() {
-                out.run(&buf[run..start], ends);
-                ends.clear();
-            }
             let end = if nl > start && buf[nl - 1] == b'\r' {
                 nl - 1
             } else {
@@ -130,12 +133,9 @@ fn split(buf: &[u8], scan: usize, ends: &mut Vec<u32>, out: &mut dyn LineOut) ->
             };
             let rest = cut_pieces(buf, start, end, true, out);
             out.line(&buf[rest..end], false);
-            run = nl + 1;
+            start = nl + 1;
         }
-        start = nl + 1;
-    }
-    if !ends.is_empty() {
-        out.run(&buf[run..start], ends);
+        from = start;
     }
     // No line end yet: cut off pieces while the line is too long. A trailing '\r' may be
     // the first half of a CRLF, so it does not count yet.
@@ -513,14 +513,18 @@ mod tests {
         }
         data.extend_from_slice(b"tail\r");
         let expect = whole(&data, true);
-        for size in [1, 7, 100, 4096, 65_536, data.len()] {
+        for (head, size) in [&b""[..], b"web.0 | "]
+            .into_iter()
+            .flat_map(|h| [1, 7, 100, 4096, 65_536, data.len()].map(|s| (h, s)))
+        {
             let mut s = LineSplitter::new();
             let mut c = Chunk::new(
                 "web".into(),
                 0,
                 Stream::Stdout,
                 std::time::SystemTime::now(),
-            );
+            )
+            .with_head(head.to_vec());
             for piece in data.chunks(size) {
                 s.push(piece, &mut c);
             }
@@ -529,7 +533,12 @@ mod tests {
                 .lines()
                 .map(|(l, cut)| (l[..l.len() - 1].to_vec(), cut))
                 .collect();
-            assert!(got == expect, "chunks of {size}");
+            assert!(got == expect, "chunks of {size}, head {head:?}");
+            let shown: Vec<u8> = expect
+                .iter()
+                .flat_map(|(l, _)| [head, l, b"\n"].concat())
+                .collect();
+            assert!(c.data() == shown, "as shown, chunks of {size}");
         }
     }
 }
