@@ -42,7 +42,7 @@ pub const QUEUE_BOUND: usize = 1024 * 1024;
 /// Counted per queued line on top of its bytes, so that empty lines are bounded too.
 const LINE_OVERHEAD: usize = 64;
 /// The writer thread writes its buffer out once it holds this much.
-const WRITE_AT: usize = 64 * 1024;
+const WRITE_AT: usize = 256 * 1024;
 /// Suffix of a piece of a line that was cut (text format).
 pub const CUT_MARK: &str = " [cut: line continues]";
 
@@ -88,8 +88,6 @@ enum Item {
 /// never blocks on stdout.
 pub struct Output {
     writer: Writer<Item>,
-    /// The loop's copy of the layout, for the prefixes it puts in chunks ([`Output::head`]).
-    layout: std::sync::Mutex<Formatter>,
     /// The last events, for `supervise logs` (see [`super::recent`]).
     recent: std::sync::Mutex<super::recent::RecentEvents>,
 }
@@ -126,13 +124,11 @@ impl Output {
             buf: Vec::with_capacity(2 * WRITE_AT),
             broken: false,
         };
-        let layout = std::sync::Mutex::new(fmt.clone());
         let drain = Stdout { fmt, sink };
         let writer = Writer::start("supervise-output", drain, QUEUE_BOUND, EVENT_BOUND, waker)
             .expect("cannot spawn the output thread");
         Output {
             writer,
-            layout,
             recent: Default::default(),
         }
     }
@@ -140,22 +136,7 @@ impl Output {
     /// Names currently known, to align prefixes and pick colours: (app name, number of
     /// instances), in the ecosystem's order. Lines already queued keep the old layout.
     pub fn set_apps(&self, apps: &[(String, u32)]) {
-        if let Ok(mut layout) = self.layout.lock() {
-            layout.set_apps(apps);
-        }
         self.writer.push(Item::Apps(apps.to_vec()), false);
-    }
-
-    /// The text prefix of an instance's lines read at `time`, for [`Chunk::with_head`];
-    /// empty in JSON format (the writer thread formats those lines).
-    pub fn head(&self, app: &str, index: u32, stream: Stream, time: SystemTime) -> Vec<u8> {
-        let mut head = Vec::new();
-        if let Ok(layout) = self.layout.lock() {
-            if !layout.json {
-                layout.head(&mut head, time, app, Some(index), Some(stream));
-            }
-        }
-        head
     }
 
     /// One line of supervise's own. Never refused, and not counted in the bound of
@@ -251,19 +232,14 @@ impl Drain for Stdout {
                         self.sink.write_buf();
                     }
                 }
-                Item::Lines(chunk) if printable(&chunk) => {
-                    // Already as stdout shows it (see `Chunk::with_head`).
-                    if self.sink.buf.len() + chunk.bytes() > WRITE_AT {
-                        self.sink.write_buf();
-                        self.sink.write_all(chunk.data());
-                    } else {
-                        self.sink.buf.extend_from_slice(chunk.data());
-                    }
-                }
                 Item::Lines(chunk) => {
-                    self.fmt.chunk(&mut self.sink.buf, &chunk);
-                    if self.sink.buf.len() >= WRITE_AT {
-                        self.sink.write_buf();
+                    // A big chunk goes out in pieces: the buffer stays small.
+                    let mut next = 0;
+                    while next < chunk.len() {
+                        next = self.fmt.chunk(&mut self.sink.buf, &chunk, next);
+                        if self.sink.buf.len() >= WRITE_AT {
+                            self.sink.write_buf();
+                        }
                     }
                 }
             }
@@ -281,11 +257,6 @@ impl Drain for Stdout {
             text: format!("{n} supervise events were dropped while stdout was blocked"),
         });
     }
-}
-
-/// Whether a chunk's bytes are what stdout shows: a text prefix, no cut mark to add.
-fn printable(chunk: &Chunk) -> bool {
-    !chunk.head().is_empty() && !chunk.has_cuts()
 }
 
 /// Formats items into bytes.
@@ -331,17 +302,18 @@ impl Formatter {
         self.head = head;
     }
 
-    /// The lines of a chunk, with one prefix (or JSON head) made for all.
-    fn chunk(&mut self, out: &mut Vec<u8>, c: &Chunk) {
+    /// The lines of a chunk from line `from` on, with one prefix (or JSON head) made for
+    /// all, until `out` holds [`WRITE_AT`] bytes; returns the next line to format.
+    fn chunk(&mut self, out: &mut Vec<u8>, c: &Chunk, from: usize) -> usize {
         let mut head = std::mem::take(&mut self.head);
         head.clear();
-        if c.head().is_empty() {
-            self.head(&mut head, c.time, &c.app, Some(c.index), Some(c.stream));
-        } else {
-            // Made on the loop with the layout of its time.
-            head.extend_from_slice(c.head());
-        }
-        for (line, cut) in c.lines() {
+        self.head(&mut head, c.time, &c.app, Some(c.index), Some(c.stream));
+        let mut next = from;
+        for (line, cut) in c.lines().skip(from) {
+            if out.len() >= WRITE_AT {
+                break;
+            }
+            next += 1;
             out.extend_from_slice(&head);
             if !self.json && !cut {
                 out.extend_from_slice(line); // newline included
@@ -350,6 +322,7 @@ impl Formatter {
             }
         }
         self.head = head;
+        next
     }
 
     /// What comes before a line's text: the text prefix, or the JSON object up to `"line":`.

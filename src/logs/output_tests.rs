@@ -422,3 +422,38 @@ fn stream_names() {
     assert_eq!(digits(10), 2);
     assert_eq!(digits(u32::MAX), 10);
 }
+
+/// A writer that records the size of each write.
+#[derive(Clone, Default)]
+struct Sizes(Shared, Arc<Mutex<Vec<usize>>>);
+
+impl Write for Sizes {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.1.lock().unwrap().push(buf.len());
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_big_chunk_goes_out_whole_in_bounded_writes() {
+    let sizes = Sizes::default();
+    let out = Output::start_with(Box::new(sizes.clone()), LogFormat::Text, false, false, None);
+    out.set_apps(&[("web".into(), 1)]);
+    let mut chunk = Chunk::new("web".into(), 0, Stream::Stdout, SystemTime::now());
+    let mut want = Vec::new();
+    for i in 0..20_000 {
+        let line = format!("{i:010} {}", "x".repeat(88));
+        chunk.push(line.as_bytes(), false);
+        want.extend_from_slice(format!("web.0     | {line}\n").as_bytes());
+    }
+    assert!(want.len() > 4 * WRITE_AT);
+    out.try_chunk(Arc::new(chunk)).unwrap();
+    out.finish(Duration::from_secs(10));
+    assert!(*sizes.0 .0.lock().unwrap() == want, "lines whole, in order");
+    let sizes = sizes.1.lock().unwrap();
+    assert!(sizes.len() > 4, "written in pieces: {sizes:?}");
+    assert!(sizes.iter().all(|&n| n < WRITE_AT + 200), "{sizes:?}");
+}

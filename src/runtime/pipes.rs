@@ -48,10 +48,6 @@ pub trait LineSink {
     fn lost(&mut self, owner: &InstanceId, stream: Stream, lines: u64);
 
     fn deliver(&mut self, chunk: &Arc<Chunk>, delivered: &mut u8) -> bool;
-
-    /// What stands before each of the instance's lines on stdout, stored with them (see
-    /// [`Chunk::with_head`]); empty for none.
-    fn head(&self, app: &str, index: u32, stream: Stream, time: SystemTime) -> Vec<u8>;
 }
 
 /// Reads per wakeup before a busy pipe yields to the rest of the loop.
@@ -270,7 +266,7 @@ impl Pipes {
             }
             if let (Turn::Idle, _) = self.turn(registry, token, sink, DRAIN_READS) {
                 if let Some(pipe) = self.pipes.get_mut(&token) {
-                    let mut chunk = pipe.chunk(0, sink);
+                    let mut chunk = pipe.chunk(0);
                     pipe.splitter.finish(&mut chunk);
                     pipe.queue(chunk);
                     self.turn(registry, token, sink, 0);
@@ -373,10 +369,9 @@ impl Pipe {
     }
 
     /// An empty chunk of this pipe, read now, for about `bytes` bytes.
-    fn chunk(&self, bytes: usize, sink: &dyn LineSink) -> Chunk {
+    fn chunk(&self, bytes: usize) -> Chunk {
         let (index, time) = (self.owner.index, SystemTime::now());
-        let head = sink.head(&self.app, index, self.stream, time);
-        let mut c = Chunk::new(Arc::clone(&self.app), index, self.stream, time).with_head(head);
+        let mut c = Chunk::new(Arc::clone(&self.app), index, self.stream, time);
         c.reserve(bytes);
         c
     }
@@ -410,7 +405,7 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
         let mut chunk;
         match nix::unistd::read(&pipe.fd, buf) {
             Ok(0) => {
-                chunk = pipe.chunk(0, sink);
+                chunk = pipe.chunk(0);
                 pipe.splitter.finish(&mut chunk);
                 pipe.eof = true;
             }
@@ -420,13 +415,13 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
                 if n >= DEFAULT_PIPE / 2 {
                     pipe.grow();
                 }
-                chunk = pipe.chunk(n + pipe.splitter.pending(), sink);
+                chunk = pipe.chunk(n + pipe.splitter.pending());
                 pipe.splitter.push(&buf[..n], &mut chunk);
             }
             Err(Errno::EAGAIN) => return (Turn::Idle, got),
             Err(Errno::EINTR) => continue,
             Err(_) => {
-                chunk = pipe.chunk(0, sink);
+                chunk = pipe.chunk(0);
                 pipe.splitter.finish(&mut chunk);
                 pipe.eof = true;
             }

@@ -3,7 +3,7 @@
 //! the files may refuse a line when their writer is behind; the pipe then waits.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use mio::Events;
 
@@ -52,10 +52,6 @@ impl LineSink for Sinks<'_> {
             "{owner}: {lines} line(s) of an ended run's {} dropped: stdout is blocked and too many ended runs wait",
             stream.as_str()
         ));
-    }
-
-    fn head(&self, app: &str, index: u32, stream: Stream, time: SystemTime) -> Vec<u8> {
-        self.output.head(app, index, stream, time)
     }
 
     fn deliver(&mut self, chunk: &Arc<Chunk>, delivered: &mut u8) -> bool {
