@@ -63,12 +63,37 @@ impl Chunk {
         let want = bytes;
         if self.data.capacity() == 0 && want >= POOLED {
             let spare = SPARES.lock().ok().and_then(|mut s| s.pop());
-            if let Some(spare) = spare {
+            if let Some(mut spare) = spare {
+                spare.clear();
                 self.data = spare;
             }
         }
         self.data.reserve(want);
         self.ends.reserve(bytes / 64);
+    }
+
+    /// The whole lines `data[..len]`, ending where `ends` say, in `data` itself: a read
+    /// buffer becomes the chunk, with no copy (see `runtime::pipes`).
+    pub fn of_lines(mut self, mut data: Vec<u8>, len: usize, ends: Vec<u32>) -> Chunk {
+        debug_assert!(self.is_empty() && ends.last() == Some(&(len as u32)));
+        data.truncate(len);
+        self.data = data;
+        self.ends = ends;
+        self
+    }
+
+    /// A buffer of at least `len` initialized bytes to read into: a kept one when there
+    /// is (zeroed only past its old length), else a new one.
+    pub fn read_buffer(len: usize) -> Vec<u8> {
+        match SPARES.lock().ok().and_then(|mut s| s.pop()) {
+            Some(mut buf) => {
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                buf
+            }
+            None => vec![0; len],
+        }
     }
 
     /// Adds a line (without its newline); `cut` for a piece of a longer line.
@@ -140,9 +165,8 @@ impl Drop for Chunk {
         }
         if let Ok(mut spares) = SPARES.lock() {
             if spares.len() < SPARE {
-                let mut data = std::mem::take(&mut self.data);
-                data.clear();
-                spares.push(data);
+                // Its bytes stay: as a read buffer it needs no zeroing (`read_buffer`).
+                spares.push(std::mem::take(&mut self.data));
             }
         }
     }

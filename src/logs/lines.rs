@@ -97,6 +97,38 @@ impl LineSplitter {
         self.scanned = scan - start;
     }
 
+    /// The bytes of the unfinished line, which a read in place puts before the new ones.
+    pub fn pending_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Reading in place: `data` is [`LineSplitter::pending_bytes`] followed by new bytes.
+    /// When its complete lines are all plain (see [`is_plain`]) and what follows the last
+    /// needs no cut yet, their ends go to `ends`, the rest becomes the unfinished line,
+    /// and their length comes back. Otherwise nothing changes: `None`, push the new bytes.
+    pub fn take_plain(&mut self, data: &[u8], ends: &mut Vec<u32>) -> Option<usize> {
+        let held = self.buf.len();
+        debug_assert!(data.starts_with(&self.buf));
+        ends.clear();
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', &data[held..]).map(|i| held + i) {
+            if !is_plain(&data[start..nl]) {
+                ends.clear();
+                return None;
+            }
+            start = nl + 1;
+            ends.push(start as u32);
+        }
+        if start == 0 || data.len() - start > MAX_LINE {
+            ends.clear();
+            return None;
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(&data[start..]);
+        self.scanned = self.buf.len();
+        Some(start)
+    }
+
     /// The process exited / the pipe closed: emit the partial last line, if any (`cut=false`),
     /// after any `cut=true` pieces it still needs.
     pub fn finish(&mut self, out: &mut dyn LineOut) {
@@ -536,5 +568,40 @@ mod tests {
                 .collect();
             assert!(c.data() == joined, "data, chunks of {size}");
         }
+    }
+
+    #[test]
+    fn plain_lines_read_in_place_are_taken_whole() {
+        let mut s = LineSplitter::new();
+        let mut out = Vec::new();
+        s.push(b"held", &mut |l: &[u8], c| out.push((l.to_vec(), c)));
+        let mut ends = Vec::new();
+        let mut data = s.pending_bytes().to_vec();
+        data.extend_from_slice(b" over\n\nnext\ntail");
+        assert_eq!(s.take_plain(&data, &mut ends), Some(16));
+        assert_eq!(ends, [10, 11, 16]);
+        assert_eq!(s.pending_bytes(), b"tail");
+        // Not plain: nothing changes, the bytes are pushed as usual.
+        for bad in [&b"\r\nx\n"[..], b"x\r\n", b"no line end"] {
+            let mut data = s.pending_bytes().to_vec();
+            data.extend_from_slice(bad);
+            assert_eq!(s.take_plain(&data, &mut ends), None, "{bad:?}");
+            assert!(ends.is_empty());
+            assert_eq!(s.pending_bytes(), b"tail");
+        }
+        let mut long = b"x\n".to_vec();
+        long.extend(std::iter::repeat_n(b'y', MAX_LINE + 1));
+        assert_eq!(
+            s.take_plain(&[b"tail", &long[..]].concat(), &mut ends),
+            None
+        );
+        let mut long = vec![b'y'; MAX_LINE];
+        long.push(b'\n');
+        assert_eq!(
+            s.take_plain(&[b"tail", &long[..]].concat(), &mut ends),
+            None
+        );
+        s.push(b"\n", &mut |l: &[u8], c| out.push((l.to_vec(), c)));
+        assert_eq!(out, [(b"tail".to_vec(), false)]);
     }
 }

@@ -65,6 +65,10 @@ const DRAIN_READS: usize = 64;
 pub const MAX_ENDED: usize = 64;
 /// How long a chatty pipe rests between reads (see the module docs).
 pub const REST: Duration = Duration::from_millis(1);
+/// A read this big of plain lines becomes its chunk as it is, the read buffer and all
+/// (smaller ones are copied out: a chunk holding a whole buffer for a few lines would
+/// waste memory while it waits in a queue).
+const IN_PLACE: usize = crate::logs::chunk::POOLED;
 /// A wake-up that reads this much is a burst, not chatter: resting would only let the
 /// pipe fill and block the app, so the pipe stays watched.
 const BURST: usize = GROWN_PIPE / 4;
@@ -385,7 +389,12 @@ impl Pipe {
 
 /// Sends what waits, then reads and sends, at most `reads` times. Also says how many
 /// bytes were read.
-fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) -> (Turn, usize) {
+fn pump(
+    pipe: &mut Pipe,
+    sink: &mut dyn LineSink,
+    buf: &mut Vec<u8>,
+    reads: usize,
+) -> (Turn, usize) {
     let mut reads_left = reads;
     let mut got = 0;
     loop {
@@ -403,7 +412,13 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
         }
         reads_left -= 1;
         let mut chunk;
-        match nix::unistd::read(&pipe.fd, buf) {
+        // Read in place: after the unfinished line's bytes, so that a big read of plain
+        // lines becomes its chunk as it is (`take_plain`), with no copy.
+        let held = pipe.splitter.pending();
+        if buf.len() < held + READ_SIZE {
+            buf.resize(held + READ_SIZE, 0);
+        }
+        match nix::unistd::read(&pipe.fd, &mut buf[held..held + READ_SIZE]) {
             Ok(0) => {
                 chunk = pipe.chunk(0);
                 pipe.splitter.finish(&mut chunk);
@@ -415,8 +430,20 @@ fn pump(pipe: &mut Pipe, sink: &mut dyn LineSink, buf: &mut [u8], reads: usize) 
                 if n >= DEFAULT_PIPE / 2 {
                     pipe.grow();
                 }
-                chunk = pipe.chunk(n + pipe.splitter.pending());
-                pipe.splitter.push(&buf[..n], &mut chunk);
+                buf[..held].copy_from_slice(pipe.splitter.pending_bytes());
+                let mut ends = Vec::new();
+                let whole = match n >= IN_PLACE {
+                    true => pipe.splitter.take_plain(&buf[..held + n], &mut ends),
+                    false => None,
+                };
+                chunk = pipe.chunk(0);
+                if let Some(len) = whole {
+                    let data = std::mem::replace(buf, Chunk::read_buffer(held + READ_SIZE));
+                    chunk = chunk.of_lines(data, len, ends);
+                } else {
+                    chunk.reserve(n + held);
+                    pipe.splitter.push(&buf[held..held + n], &mut chunk);
+                }
             }
             Err(Errno::EAGAIN) => return (Turn::Idle, got),
             Err(Errno::EINTR) => continue,
