@@ -8,9 +8,9 @@
 //!
 //! A chunk holds the lines as the app wrote them; the prefixes of stdout are added by its
 //! writer thread. In a burst the loop is the stage the app waits for (it must empty the
-//! pipe), so the loop only reads, finds the line ends and copies the lines out, and the
-//! formatting goes to the writer, which has time to spare (a third faster on 2 CPUs than
-//! with the prefixes added on the loop).
+//! pipe), so the loop only reads, finds the line ends and copies the lines out (a big read
+//! of plain lines is not even copied: the read buffer becomes the chunk,
+//! [`Chunk::of_lines`]), and the formatting goes to the writer, which has time to spare.
 //!
 //! The big buffers of a burst are reused: a dropped chunk of at least [`POOLED`] bytes
 //! leaves its buffer for the next one (at most [`SPARE`] kept), so a burst does not fault
@@ -60,15 +60,14 @@ impl Chunk {
 
     /// Room for `bytes` more bytes of lines.
     pub fn reserve(&mut self, bytes: usize) {
-        let want = bytes;
-        if self.data.capacity() == 0 && want >= POOLED {
+        if self.data.capacity() == 0 && bytes >= POOLED {
             let spare = SPARES.lock().ok().and_then(|mut s| s.pop());
             if let Some(mut spare) = spare {
                 spare.clear();
                 self.data = spare;
             }
         }
-        self.data.reserve(want);
+        self.data.reserve(bytes);
         self.ends.reserve(bytes / 64);
     }
 
@@ -108,8 +107,8 @@ impl Chunk {
     }
 
     /// Adds the plain lines at the start of `buf` (see [`is_plain`]), up to the first line
-    /// that is not plain or not complete; returns the bytes taken. Each line's end is found
-    /// as it is copied: one pass over a burst.
+    /// that is not plain or not complete; returns the bytes taken. Their ends are found
+    /// first, then they are copied at once.
     pub fn push_plain(&mut self, buf: &[u8]) -> usize {
         let base = self.data.len();
         let mut start = 0;
