@@ -19,7 +19,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use super::lines::is_plain;
+use super::lines::plain_ends;
 use super::Stream;
 
 /// A chunk buffer this big is kept for reuse when dropped.
@@ -71,11 +71,11 @@ impl Chunk {
         self.ends.reserve(bytes / 64);
     }
 
-    /// The whole lines `data[..len]`, ending where `ends` say, in `data` itself: a read
-    /// buffer becomes the chunk, with no copy (see `runtime::pipes`).
-    pub fn of_lines(mut self, mut data: Vec<u8>, len: usize, ends: Vec<u32>) -> Chunk {
-        debug_assert!(self.is_empty() && ends.last() == Some(&(len as u32)));
-        data.truncate(len);
+    /// The whole lines of `data` that end where `ends` say (after each `\n`), in `data`
+    /// itself: a read buffer becomes the chunk, with no copy (see `runtime::pipes`).
+    pub fn of_lines(mut self, mut data: Vec<u8>, ends: Vec<u32>) -> Chunk {
+        debug_assert!(self.is_empty());
+        data.truncate(ends.last().map_or(0, |&end| end as usize));
         self.data = data;
         self.ends = ends;
         self
@@ -106,21 +106,18 @@ impl Chunk {
         self.ends.push(self.data.len() as u32);
     }
 
-    /// Adds the plain lines at the start of `buf` (see [`is_plain`]), up to the first line
-    /// that is not plain or not complete; returns the bytes taken. Their ends are found
-    /// first, then they are copied at once.
+    /// Adds the plain lines at the start of `buf` (see [`super::lines::is_plain`]), up to
+    /// the first line that is not plain or not complete; returns the bytes taken. Their
+    /// ends are found first, then they are copied at once.
     pub fn push_plain(&mut self, buf: &[u8]) -> usize {
         let base = self.data.len();
-        let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', buf) {
-            if !is_plain(&buf[start..nl]) {
-                break;
-            }
-            start = nl + 1;
-            self.ends.push((base + start) as u32);
+        let mut taken = 0;
+        for end in plain_ends(buf, 0) {
+            self.ends.push((base + end) as u32);
+            taken = end;
         }
-        self.data.extend_from_slice(&buf[..start]);
-        start
+        self.data.extend_from_slice(&buf[..taken]);
+        taken
     }
 
     /// Number of lines.

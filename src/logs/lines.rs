@@ -28,12 +28,9 @@ pub trait LineOut {
     /// up to the first line that is not plain or not complete; returns the bytes taken.
     fn plain(&mut self, buf: &[u8]) -> usize {
         let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', buf) {
-            if !is_plain(&buf[start..nl]) {
-                break;
-            }
-            self.line(&buf[start..nl], false);
-            start = nl + 1;
+        for end in plain_ends(buf, 0) {
+            self.line(&buf[start..end - 1], false);
+            start = end;
         }
         start
     }
@@ -43,6 +40,18 @@ pub trait LineOut {
 /// strip.
 pub fn is_plain(line: &[u8]) -> bool {
     line.len() <= MAX_LINE && line.last() != Some(&b'\r')
+}
+
+/// Where each of the plain lines at the start of `buf` ends (after its `\n`), up to the
+/// first line that is not plain; `buf[..scan]` is known to hold no `\n`.
+pub fn plain_ends(buf: &[u8], scan: usize) -> impl Iterator<Item = usize> + '_ {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', &buf[scan..]).map_while(move |i| {
+        let nl = scan + i;
+        let line = &buf[start..nl];
+        start = nl + 1;
+        is_plain(line).then_some(start)
+    })
 }
 
 impl<F: FnMut(&[u8], bool)> LineOut for F {
@@ -104,29 +113,21 @@ impl LineSplitter {
 
     /// Reading in place: `data` is [`LineSplitter::pending_bytes`] followed by new bytes.
     /// When its complete lines are all plain (see [`is_plain`]) and what follows the last
-    /// needs no cut yet, their ends go to `ends`, the rest becomes the unfinished line,
-    /// and their length comes back. Otherwise nothing changes: `None`, push the new bytes.
-    pub fn take_plain(&mut self, data: &[u8], ends: &mut Vec<u32>) -> Option<usize> {
+    /// needs no cut yet: where each ends (after its `\n`), and the rest becomes the
+    /// unfinished line. Otherwise nothing changes: `None`, push the new bytes.
+    pub fn take_plain(&mut self, data: &[u8]) -> Option<Vec<u32>> {
         let held = self.buf.len();
         debug_assert!(data.starts_with(&self.buf));
-        ends.clear();
-        let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', &data[held..]).map(|i| held + i) {
-            if !is_plain(&data[start..nl]) {
-                ends.clear();
-                return None;
-            }
-            start = nl + 1;
-            ends.push(start as u32);
-        }
-        if start == 0 || data.len() - start > MAX_LINE {
-            ends.clear();
+        let ends: Vec<u32> = plain_ends(data, held).map(|end| end as u32).collect();
+        let start = ends.last().map_or(0, |&end| end as usize);
+        let stopped = memchr::memchr(b'\n', &data[start.max(held)..]).is_some();
+        if start == 0 || stopped || data.len() - start > MAX_LINE {
             return None;
         }
         self.buf.clear();
         self.buf.extend_from_slice(&data[start..]);
         self.scanned = self.buf.len();
-        Some(start)
+        Some(ends)
     }
 
     /// The process exited / the pipe closed: emit the partial last line, if any (`cut=false`),
@@ -575,32 +576,23 @@ mod tests {
         let mut s = LineSplitter::new();
         let mut out = Vec::new();
         s.push(b"held", &mut |l: &[u8], c| out.push((l.to_vec(), c)));
-        let mut ends = Vec::new();
         let mut data = s.pending_bytes().to_vec();
         data.extend_from_slice(b" over\n\nnext\ntail");
-        assert_eq!(s.take_plain(&data, &mut ends), Some(16));
-        assert_eq!(ends, [10, 11, 16]);
+        assert_eq!(s.take_plain(&data), Some(vec![10, 11, 16]));
         assert_eq!(s.pending_bytes(), b"tail");
         // Not plain: nothing changes, the bytes are pushed as usual.
         for bad in [&b"\r\nx\n"[..], b"x\r\n", b"no line end"] {
             let mut data = s.pending_bytes().to_vec();
             data.extend_from_slice(bad);
-            assert_eq!(s.take_plain(&data, &mut ends), None, "{bad:?}");
-            assert!(ends.is_empty());
+            assert_eq!(s.take_plain(&data), None, "{bad:?}");
             assert_eq!(s.pending_bytes(), b"tail");
         }
         let mut long = b"x\n".to_vec();
         long.extend(std::iter::repeat_n(b'y', MAX_LINE + 1));
-        assert_eq!(
-            s.take_plain(&[b"tail", &long[..]].concat(), &mut ends),
-            None
-        );
+        assert_eq!(s.take_plain(&[b"tail", &long[..]].concat()), None);
         let mut long = vec![b'y'; MAX_LINE];
         long.push(b'\n');
-        assert_eq!(
-            s.take_plain(&[b"tail", &long[..]].concat(), &mut ends),
-            None
-        );
+        assert_eq!(s.take_plain(&[b"tail", &long[..]].concat()), None);
         s.push(b"\n", &mut |l: &[u8], c| out.push((l.to_vec(), c)));
         assert_eq!(out, [(b"tail".to_vec(), false)]);
     }

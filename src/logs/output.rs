@@ -21,9 +21,10 @@
 //!
 //! Text lines carry the app's bytes as it wrote them, invalid UTF-8 included, as the log
 //! files do and as PM2, supervisord or a terminal would show them: checking every byte of a
-//! burst cost the writer thread a tenth of its time. JSON needs valid strings, so there
+//! burst cost the writer thread a sixth of its time. JSON needs valid strings, so there
 //! invalid UTF-8 is replaced (U+FFFD). Lines come in chunks (one per pipe read, see
-//! [`super::chunk`]); the prefix is made once per chunk and each line is formatted whole
+//! [`super::chunk`]); the prefix is made once per chunk (per 256 KiB piece of a big one,
+//! see `WRITE_AT`) and each line is formatted whole
 //! into a buffer that is written out when it is large or when the queue is empty, so lines
 //! are never split or merged and an idle supervise shows every line promptly. If stdout
 //! fails (closed pipe...), lines are dropped silently.
@@ -260,7 +261,6 @@ impl Drain for Stdout {
 }
 
 /// Formats items into bytes.
-#[derive(Clone)]
 struct Formatter {
     json: bool,
     timestamps: bool,

@@ -430,18 +430,17 @@ fn pump(
                 if n >= DEFAULT_PIPE / 2 {
                     pipe.grow();
                 }
-                buf[..held].copy_from_slice(pipe.splitter.pending_bytes());
-                let mut ends = Vec::new();
-                let whole = match n >= IN_PLACE {
-                    true => pipe.splitter.take_plain(&buf[..held + n], &mut ends),
-                    false => None,
-                };
-                chunk = pipe.chunk(0);
-                if let Some(len) = whole {
+                let whole = (n >= IN_PLACE)
+                    .then(|| {
+                        buf[..held].copy_from_slice(pipe.splitter.pending_bytes());
+                        pipe.splitter.take_plain(&buf[..held + n])
+                    })
+                    .flatten();
+                if let Some(ends) = whole {
                     let data = std::mem::replace(buf, Chunk::read_buffer(held + READ_SIZE));
-                    chunk = chunk.of_lines(data, len, ends);
+                    chunk = pipe.chunk(0).of_lines(data, ends);
                 } else {
-                    chunk.reserve(n + held);
+                    chunk = pipe.chunk(n + held);
                     pipe.splitter.push(&buf[held..held + n], &mut chunk);
                 }
             }
