@@ -1,23 +1,31 @@
-//! File watching. notify runs its own thread; its callback only raises flags and wakes
-//! the loop, so an event storm can neither block that thread nor flood the loop: many
-//! events become one flag, and the loop debounces with a deadline of its own.
+//! File watching. The ecosystem file and its env_files are watched through their
+//! folders (non-recursive), never as files: editors that save by rename, `sed -i`, and
+//! the Kubernetes ConfigMap `..data` symlink swap all replace the inode, which a watch
+//! on the file itself would lose. Those folders are read by the loop itself
+//! (`os::folder_watch`), asking the kernel only for finished writes, renames, creations
+//! and deletions: apps often write beside their ecosystem file (a database, a pid file,
+//! their output), and neither their writes nor their opens may cost supervise a
+//! wake-up. Only events naming the file itself (or an env_file), or a `..`-name of a
+//! ConfigMap's swap, count. Whether the file really changed is decided later by
+//! comparing its bytes.
 //!
-//! The ecosystem file is watched through its folder (non-recursive), never as a file:
-//! editors that save by rename, `sed -i`, and the Kubernetes ConfigMap `..data` symlink
-//! swap all replace the inode, which a watch on the file itself would lose. Only events
-//! naming the file itself (or an env_file), or a `..`-name of a ConfigMap's swap, count:
-//! apps often write beside their ecosystem file (a database, a pid file, their output),
-//! and each such write would otherwise have the loop read the file again. Whether the
-//! file really changed is decided later by comparing its bytes.
+//! The apps' `watch` paths (recursive, every modification counts) use notify, which
+//! runs its own thread, made only while some app has such paths; its callback only
+//! raises flags and wakes the loop, so an event storm can neither block that thread
+//! nor flood the loop: many events become one flag, and the loop debounces with a
+//! deadline of its own.
 
 use std::collections::BTreeSet;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mio::Waker;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token, Waker};
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+
+use crate::os::folder_watch::FolderWatch;
 
 /// One app's `watch` paths and `ignore` patterns.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,18 +56,17 @@ impl AppWatch {
     }
 }
 
+/// What notify's thread routes: the apps' paths, and what never counts.
 #[derive(Default)]
 struct Routes {
-    /// The ecosystem file and its env_files, each watched through its folder.
-    config_files: Vec<PathBuf>,
     apps: Vec<AppWatch>,
     /// supervise's own output files: its writes there are not edits.
     own: Vec<PathBuf>,
 }
 
 /// supervise's stdout and stderr when they are files. `supervise eco.toml > out.log`
-/// in the file's folder would otherwise have every write of its output wake the loop
-/// and read the file again (a crash loop paid a third more CPU per start).
+/// in a watched folder would otherwise have every write of its output restart the
+/// app that watches it.
 fn own_output_files() -> Vec<PathBuf> {
     [1, 2]
         .iter()
@@ -69,22 +76,30 @@ fn own_output_files() -> Vec<PathBuf> {
 }
 
 struct Shared {
-    config_changed: AtomicBool,
     apps_changed: Mutex<BTreeSet<String>>,
     routes: Mutex<Routes>,
     waker: Arc<Waker>,
 }
 
 pub struct Watcher {
-    inner: RecommendedWatcher,
+    /// The folders of the ecosystem file and its env_files, polled by the loop.
+    folders: FolderWatch,
+    /// The ecosystem file and its env_files.
+    config_files: Vec<PathBuf>,
+    config_changed: bool,
+    /// For the apps' `watch` paths, while any app has some.
+    apps: Option<RecommendedWatcher>,
     shared: Arc<Shared>,
-    watched: Vec<(PathBuf, RecursiveMode)>,
+    watched: Vec<PathBuf>,
 }
 
 impl Watcher {
-    pub fn new(waker: Arc<Waker>) -> notify::Result<Watcher> {
+    /// A watcher whose folder events come to the loop as `token` on `registry`, and
+    /// whose app events wake `waker`.
+    pub fn new(waker: Arc<Waker>, registry: &Registry, token: Token) -> io::Result<Watcher> {
+        let folders = FolderWatch::new()?;
+        registry.register(&mut SourceFd(&folders.fd()), token, Interest::READABLE)?;
         let shared = Arc::new(Shared {
-            config_changed: AtomicBool::new(false),
             apps_changed: Mutex::new(BTreeSet::new()),
             routes: Mutex::new(Routes {
                 own: own_output_files(),
@@ -92,14 +107,11 @@ impl Watcher {
             }),
             waker,
         });
-        let handler_shared = shared.clone();
-        let inner = notify::recommended_watcher(move |res: notify::Result<Event>| {
-            if let Ok(event) = res {
-                route(&handler_shared, &event);
-            }
-        })?;
         Ok(Watcher {
-            inner,
+            folders,
+            config_files: Vec::new(),
+            config_changed: false,
+            apps: None,
             shared,
             watched: Vec::new(),
         })
@@ -109,42 +121,69 @@ impl Watcher {
     /// its folder) and app paths; called at start and after each reload. Errors are
     /// returned as readable text.
     pub fn set(&mut self, config_files: Vec<PathBuf>, apps: Vec<AppWatch>) -> Vec<String> {
-        let mut wanted: Vec<(PathBuf, RecursiveMode)> = config_files
+        let mut folders: Vec<PathBuf> = config_files
             .iter()
             .filter_map(|f| f.parent())
-            .map(|d| (d.to_path_buf(), RecursiveMode::NonRecursive))
+            .map(Path::to_path_buf)
             .collect();
+        folders.sort();
+        folders.dedup();
+        let mut errors: Vec<String> = self
+            .folders
+            .set(&folders)
+            .into_iter()
+            .map(|(path, e)| describe_error(&path, e))
+            .collect();
+        self.config_files = config_files;
+        let mut wanted: Vec<PathBuf> = apps.iter().flat_map(|a| a.paths.clone()).collect();
         wanted.sort();
-        for app in &apps {
-            for p in &app.paths {
-                wanted.push((p.clone(), RecursiveMode::Recursive));
-            }
-        }
         wanted.dedup();
-        let mut errors = Vec::new();
-        for (path, mode) in &self.watched {
-            if !wanted.contains(&(path.clone(), *mode)) {
-                let _ = self.inner.unwatch(path);
+        if wanted.is_empty() {
+            self.apps = None;
+        } else if self.apps.is_none() {
+            let shared = self.shared.clone();
+            match notify::recommended_watcher(move |res: notify::Result<Event>| {
+                if let Ok(event) = res {
+                    route(&shared, &event);
+                }
+            }) {
+                Ok(watcher) => self.apps = Some(watcher),
+                Err(e) => errors.push(format!("cannot watch the apps' paths: {e}")),
             }
+            self.watched.clear();
         }
-        for (path, mode) in &wanted {
-            if self.watched.contains(&(path.clone(), *mode)) {
-                continue;
+        if let Some(inner) = &mut self.apps {
+            for path in self.watched.iter().filter(|p| !wanted.contains(p)) {
+                let _ = inner.unwatch(path);
             }
-            if let Err(e) = self.inner.watch(path, *mode) {
-                errors.push(describe_error(path, e));
+            for path in wanted.iter().filter(|p| !self.watched.contains(p)) {
+                if let Err(e) = inner.watch(path, RecursiveMode::Recursive) {
+                    errors.push(describe_notify_error(path, e));
+                }
             }
+            self.watched = wanted;
+        } else {
+            self.watched.clear();
         }
-        self.watched = wanted;
         let mut routes = self.shared.routes.lock().unwrap_or_else(|e| e.into_inner());
-        routes.config_files = config_files;
         routes.apps = apps;
         errors
     }
 
+    /// The loop's token for the folders turned readable: note whether the ecosystem
+    /// may have changed.
+    pub fn read_folders(&mut self) {
+        let changes = self.folders.read();
+        self.config_changed |= changes.lost
+            || changes
+                .paths
+                .iter()
+                .any(|p| concerns_config(&self.config_files, p));
+    }
+
     /// What changed since the last call: the config folder, and which apps' paths.
-    pub fn take(&self) -> (bool, BTreeSet<String>) {
-        let config = self.shared.config_changed.swap(false, Ordering::AcqRel);
+    pub fn take(&mut self) -> (bool, BTreeSet<String>) {
+        let config = std::mem::take(&mut self.config_changed);
         let apps = std::mem::take(
             &mut *self
                 .shared
@@ -157,8 +196,7 @@ impl Watcher {
 }
 
 fn route(shared: &Shared, event: &Event) {
-    // inotify also reports opens and reads (supervise reading its own file would
-    // otherwise trigger itself); only changes count.
+    // inotify also reports opens and reads; only changes count.
     if let EventKind::Access(kind) = event.kind {
         if kind != AccessKind::Close(AccessMode::Write) {
             return;
@@ -167,9 +205,6 @@ fn route(shared: &Shared, event: &Event) {
     let routes = shared.routes.lock().unwrap_or_else(|e| e.into_inner());
     let mut wake = false;
     for path in event.paths.iter().filter(|p| !routes.own.contains(p)) {
-        if routes.concern_config(path) && !shared.config_changed.swap(true, Ordering::AcqRel) {
-            wake = true;
-        }
         for app in routes.apps.iter().filter(|a| a.matches(path)) {
             let mut changed = shared
                 .apps_changed
@@ -184,33 +219,43 @@ fn route(shared: &Shared, event: &Event) {
     }
 }
 
-impl Routes {
-    /// Whether a change of `path` may change the ecosystem: the file or an env_file
-    /// itself, or in their folder a name beginning with `..` (a Kubernetes ConfigMap
-    /// swaps its `..data` symlink; the file is a link through it).
-    fn concern_config(&self, path: &Path) -> bool {
-        self.config_files.iter().any(|file| {
-            file == path
-                || (file.parent() == path.parent()
-                    && path
-                        .file_name()
-                        .is_some_and(|n| n.as_encoded_bytes().starts_with(b"..")))
-        })
-    }
+/// Whether a change of `path` may change the ecosystem: the file or an env_file
+/// itself, or in their folder a name beginning with `..` (a Kubernetes ConfigMap
+/// swaps its `..data` symlink; the file is a link through it).
+fn concerns_config(config_files: &[PathBuf], path: &Path) -> bool {
+    config_files.iter().any(|file| {
+        file == path
+            || (file.parent() == path.parent()
+                && path
+                    .file_name()
+                    .is_some_and(|n| n.as_encoded_bytes().starts_with(b"..")))
+    })
 }
 
-fn describe_error(path: &Path, e: notify::Error) -> String {
-    let no_space = matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::ENOSPC))
-        || matches!(e.kind, notify::ErrorKind::MaxFilesWatch);
-    if no_space {
-        format!(
-            "cannot watch {}: the inotify watch limit is reached; raise it with \
-             `sysctl fs.inotify.max_user_watches=524288`",
-            path.display()
-        )
+fn describe_error(path: &Path, e: io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        no_space(path)
     } else {
         format!("cannot watch {}: {e}", path.display())
     }
+}
+
+fn describe_notify_error(path: &Path, e: notify::Error) -> String {
+    let full = matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::ENOSPC))
+        || matches!(e.kind, notify::ErrorKind::MaxFilesWatch);
+    if full {
+        no_space(path)
+    } else {
+        format!("cannot watch {}: {e}", path.display())
+    }
+}
+
+fn no_space(path: &Path) -> String {
+    format!(
+        "cannot watch {}: the inotify watch limit is reached; raise it with \
+         `sysctl fs.inotify.max_user_watches=524288`",
+        path.display()
+    )
 }
 
 #[cfg(test)]
@@ -234,10 +279,8 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
         let shared = Shared {
-            config_changed: AtomicBool::new(false),
             apps_changed: Mutex::new(BTreeSet::new()),
             routes: Mutex::new(Routes {
-                config_files: vec![PathBuf::from("/srv/conf/eco.toml")],
                 apps: vec![app(&["/srv/conf"], &[])],
                 own: vec![PathBuf::from("/srv/conf/supervise.log")],
             }),
@@ -247,26 +290,21 @@ mod tests {
             Event::new(EventKind::Modify(notify::event::ModifyKind::Any)).add_path(path.into())
         };
         route(&shared, &modified("/srv/conf/supervise.log"));
-        assert!(!shared.config_changed.load(Ordering::Acquire));
         assert!(shared.apps_changed.lock().unwrap().is_empty());
         route(&shared, &modified("/srv/conf/eco.toml"));
-        assert!(shared.config_changed.load(Ordering::Acquire));
         assert!(shared.apps_changed.lock().unwrap().contains("web"));
     }
 
     #[test]
     fn only_the_file_its_env_files_and_a_configmap_swap_concern_the_config() {
-        let routes = Routes {
-            config_files: vec!["/srv/conf/eco.toml".into(), "/srv/env/web.env".into()],
-            ..Routes::default()
-        };
+        let files: Vec<PathBuf> = vec!["/srv/conf/eco.toml".into(), "/srv/env/web.env".into()];
         for edit in [
             "/srv/conf/eco.toml",
             "/srv/env/web.env",
             "/srv/conf/..data",
             "/srv/conf/..2026_11_30_12_00_00.123",
         ] {
-            assert!(routes.concern_config(Path::new(edit)), "{edit}");
+            assert!(concerns_config(&files, Path::new(edit)), "{edit}");
         }
         for other in [
             "/srv/conf/app.db",
@@ -275,8 +313,34 @@ mod tests {
             "/srv/env/eco.toml",
             "/srv/other/..data",
         ] {
-            assert!(!routes.concern_config(Path::new(other)), "{other}");
+            assert!(!concerns_config(&files, Path::new(other)), "{other}");
         }
+    }
+
+    #[test]
+    fn the_folder_is_read_by_the_loop_and_only_the_file_counts() {
+        let dir = std::env::temp_dir().join(format!("supervise-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let eco = dir.join("eco.toml");
+        std::fs::write(&eco, "a").unwrap();
+        let mut poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let mut watcher = Watcher::new(waker, poll.registry(), mio::Token(1)).unwrap();
+        assert!(watcher.set(vec![eco.clone()], vec![]).is_empty());
+        assert!(watcher.apps.is_none(), "no thread without app paths");
+        std::fs::write(dir.join("app.db"), "x").unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert!(events.iter().any(|e| e.token() == mio::Token(1)));
+        watcher.read_folders();
+        assert_eq!(watcher.take(), (false, BTreeSet::new()));
+        std::fs::write(&eco, "b").unwrap();
+        watcher.read_folders();
+        assert_eq!(watcher.take(), (true, BTreeSet::new()));
+        assert_eq!(watcher.take(), (false, BTreeSet::new()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! are made in `plan`, the loop in `runtime` calls these.
 
 pub mod fds;
+pub mod folder_watch;
 mod image;
 pub mod limits;
 pub mod notify_parent;

@@ -78,6 +78,7 @@ const WAKER: Token = Token(1);
 const NOTIFY: Token = Token(2);
 const CONTROL: Token = Token(3);
 const HTTP: Token = Token(4);
+const FOLDERS: Token = Token(5);
 const FIRST_PIPE: usize = 16;
 /// Control clients get tokens from here up, far above any pipe's.
 const FIRST_CLIENT: usize = 1 << 40;
@@ -160,7 +161,7 @@ pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
         Some(waker.clone()),
     );
     output.set_apps(&app_names(&ecosystem));
-    let watcher = match Watcher::new(waker.clone()) {
+    let watcher = match Watcher::new(waker.clone(), poll.registry(), FOLDERS) {
         Ok(w) => Some(w),
         Err(e) => {
             output.event(&format!(
@@ -358,6 +359,12 @@ impl Runtime {
                         self.on_probe_results();
                     }
                     NOTIFY => self.on_notify(),
+                    FOLDERS => {
+                        if let Some(watcher) = &mut self.watcher {
+                            watcher.read_folders();
+                        }
+                        self.on_files_changed();
+                    }
                     // Before control: its clients' tokens are all those above its first.
                     token if self.http.as_ref().is_some_and(|h| h.owns(token)) => {
                         self.on_http(token)

@@ -96,7 +96,7 @@ pub fn describe_changes(old: &Ecosystem, new: &Ecosystem) -> String {
 impl Runtime {
     /// The watcher woke the loop: record which files changed.
     pub(super) fn on_files_changed(&mut self) {
-        let Some(watcher) = &self.watcher else {
+        let Some(watcher) = &mut self.watcher else {
             return;
         };
         let (config, apps) = watcher.take();

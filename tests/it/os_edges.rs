@@ -180,3 +180,55 @@ fn check_warns_when_instances_need_more_files_than_the_limit() {
     let out = run_check(256, 4096);
     assert_eq!(stderr_of(&out), "");
 }
+
+/// Every thread's voluntary context switches (its wake-ups) and names.
+fn threads_of(pid: i32) -> (u64, Vec<String>) {
+    let (mut switches, mut names) = (0, Vec::new());
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        switches += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        names.push(fs::read_to_string(task.path().join("comm")).unwrap_or_default());
+    }
+    (switches, names)
+}
+
+/// An app writing beside the ecosystem file (its database, its output) and a script
+/// reading the file cost supervise no wake-up: the folder is watched for finished
+/// writes and renames only, by the loop, and no watcher thread runs while no app has
+/// `watch` paths.
+#[test]
+fn writes_and_reads_beside_the_ecosystem_file_wake_nothing() {
+    use std::io::Write;
+    let mut h = Harness::new();
+    let config = h.write_config(
+        "ecosystem.toml",
+        "[apps.idle]\ncommand = [\"sleep\", \"100000\"]\n",
+    );
+    h.start(&config);
+    h.wait_for_event(|t| t.starts_with("idle.0 started"), LONG);
+    let pid = h.supervise_pid();
+    cli_ok(&h, &["status"]);
+    let (before, names) = threads_of(pid);
+    assert!(
+        !names.iter().any(|n| n.starts_with("notify")),
+        "a watcher thread with no app watching: {names:?}"
+    );
+    let mut db = fs::File::create(h.path("app.db")).unwrap();
+    for _ in 0..500 {
+        db.write_all(b"row\n").unwrap();
+        fs::read(&config).unwrap();
+    }
+    // The status round trip also lets any woken thread run before the count.
+    cli_ok(&h, &["status"]);
+    let (after, _) = threads_of(pid);
+    // The file's creation, and the status request, wake the loop a few times.
+    assert!(
+        after - before < 20,
+        "500 writes and reads beside the file woke supervise {} times",
+        after - before
+    );
+}
