@@ -80,6 +80,9 @@ pub(super) struct Image {
     pub(super) report: RawFd,
     /// The signals the child resets to SIG_DFL (bit n-1 for signal n).
     pub(super) signals: u64,
+    /// Whether the child sets its scheduling policy back to SCHED_OTHER (the loop
+    /// thread it is cloned from runs as SCHED_BATCH: `os::sched`).
+    pub(super) sched_other: bool,
 }
 
 pub(super) fn prepare(spec: &ExecSpec) -> io::Result<Image> {
@@ -144,6 +147,7 @@ pub(super) fn prepare(spec: &ExecSpec) -> io::Result<Image> {
         errno: 0,
         report: -1,
         signals: !0,
+        sched_other: false,
         program,
         _argv: argv,
         argv_ptrs,

@@ -10,6 +10,7 @@ pub mod own_process;
 pub mod procfs;
 pub mod procs;
 pub mod reap;
+pub mod sched;
 pub mod sd_notify;
 pub mod sockets;
 pub mod spawn;

@@ -199,6 +199,7 @@ fn launch(
     let mut image = Box::new(prepare(spec)?);
     image.report = report.unwrap_or(-1);
     image.signals = NOT_DEFAULT.load(Ordering::Relaxed);
+    image.sched_other = super::sched::children_reset();
     let stdin = super::fds::null_input()?;
     let (stdout, stderr, out_w, err_w) = if spec.quiet {
         let null = super::fds::null_output()?;
@@ -392,6 +393,16 @@ unsafe fn prepare_child(image: &mut Image) -> Result<(), libc::c_int> {
         libc::SYS_rt_sigprocmask,
         [libc::SIG_SETMASK as usize, set, 0, 8],
     );
+    // The policy the loop thread gave up for SCHED_BATCH (os::sched), back for the app.
+    if image.sched_other {
+        // The kernel's `struct sched_param` is the priority alone (musl's is longer).
+        let priority: libc::c_int = 0;
+        let param = &priority as *const libc::c_int as usize;
+        call(
+            libc::SYS_sched_setscheduler,
+            [0, libc::SCHED_OTHER as usize, param, 0],
+        )?;
+    }
     // A session of its own: the instance is one process group, stopped as one, and
     // detached from supervise's terminal (Ctrl-C reaches supervise only).
     call(libc::SYS_setsid, [0; 4])?;

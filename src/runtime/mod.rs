@@ -139,6 +139,8 @@ pub struct Runtime {
 /// Run the ecosystem until it is told to stop or has finished; the exit code.
 /// `socket` is the control socket to serve.
 pub fn run(ecosystem: Ecosystem, socket: &Path) -> io::Result<i32> {
+    // First: every thread made after this one inherits the policy.
+    os::sched::become_batch();
     if std::process::id() != 1 {
         if let Err(e) = os::reap::become_subreaper() {
             log::warn!("could not become child subreaper ({e}); orphans will not be reaped");

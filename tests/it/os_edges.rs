@@ -232,3 +232,47 @@ fn writes_and_reads_beside_the_ecosystem_file_wake_nothing() {
         after - before
     );
 }
+
+/// The scheduling policy of each thread of `pid` (field 41 of its stat).
+fn policies_of(pid: i32) -> Vec<i32> {
+    let mut policies = Vec::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let stat = fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // After the command name's closing parenthesis, field 3 is the first.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        policies.push(fields[41 - 3].parse().unwrap());
+    }
+    policies
+}
+
+/// supervise's threads run as SCHED_BATCH (woken, they never preempt an app), and its
+/// apps get SCHED_OTHER back; started under another policy, supervise and its apps
+/// keep that one.
+#[test]
+fn supervise_is_batch_and_its_apps_are_not() {
+    let config = "[apps.idle]\ncommand = [\"sleep\", \"100000\"]\n";
+    for (started, own, apps) in [
+        (None, libc::SCHED_BATCH, libc::SCHED_OTHER),
+        (Some(libc::SCHED_IDLE), libc::SCHED_IDLE, libc::SCHED_IDLE),
+    ] {
+        let mut h = Harness::new();
+        let config = h.write_config("ecosystem.toml", config);
+        match started {
+            None => h.start(&config),
+            Some(policy) => h.start_with_policy(&config, policy),
+        }
+        let event = h.wait_for_event(|t| t.starts_with("idle.0 started"), LONG);
+        let app = started_pid(&event);
+        let policies = policies_of(h.supervise_pid());
+        assert!(
+            policies.iter().all(|p| *p == own),
+            "{started:?}: {policies:?}"
+        );
+        assert_eq!(policies_of(app), vec![apps], "{started:?}");
+    }
+}

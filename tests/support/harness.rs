@@ -28,6 +28,8 @@ pub(super) enum Mode {
     Unshare,
     /// With this (soft, hard) open-file limit, as `prlimit --nofile=SOFT:HARD` would.
     Nofile(u64, u64),
+    /// With this scheduling policy, as `chrt` would.
+    Policy(i32),
 }
 
 pub(super) struct Running {
@@ -129,6 +131,11 @@ impl Harness {
         self.launch(config, Mode::Nofile(soft, hard))
     }
 
+    /// Start supervise with the scheduling policy `policy` (priority 0), e.g. SCHED_IDLE.
+    pub fn start_with_policy(&mut self, config: &Path, policy: i32) {
+        self.launch(config, Mode::Policy(policy))
+    }
+
     /// Start `unshare --pid --fork --mount-proc supervise CONFIG`. Returns false (and
     /// prints a note) when `unshare` cannot make a pid namespace here.
     pub fn start_unshare(&mut self, config: &Path) -> bool {
@@ -176,6 +183,21 @@ impl Harness {
                             hard,
                         )
                         .map_err(std::io::Error::from)
+                    });
+                }
+                c
+            }
+            Mode::Policy(policy) => {
+                use std::os::unix::process::CommandExt;
+                let mut c = Command::new(supervise_bin());
+                // SAFETY: sched_setscheduler is a plain system call on the child itself.
+                unsafe {
+                    c.pre_exec(move || {
+                        let param: libc::sched_param = std::mem::zeroed();
+                        if libc::sched_setscheduler(0, policy, &param) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
                     });
                 }
                 c
