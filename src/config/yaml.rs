@@ -34,11 +34,11 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Node, Vec<Syntax>> {
         }
     };
     let mut errors = Vec::new();
+    let end = LineIndex::new(text).pos(text.len());
     if let Some(second) = docs.get(1) {
         // An empty second document is placed after the text's end: say where it ends.
-        let end = LineIndex::new(text).pos(text.len());
         errors.push(Syntax {
-            pos: yaml_pos(second).min(end),
+            pos: yaml_pos(second, end),
             message: "only one YAML document is allowed; found a second one".to_string(),
         });
     }
@@ -56,7 +56,7 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Node, Vec<Syntax>> {
             kind: Kind::Table(Vec::new()),
             pos: Pos::START,
         },
-        Some(d) => yaml_node(d, 0, &mut errors),
+        Some(d) => yaml_node(d, 0, end, &mut errors),
     };
     if errors.is_empty() {
         Ok(root)
@@ -65,15 +65,18 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Node, Vec<Syntax>> {
     }
 }
 
-fn yaml_pos(y: &MarkedYamlOwned) -> Pos {
-    Pos {
+/// Where `y` starts, but never past `end`, where the text ends: at the end of the input
+/// the parser places empty values (`?` with no key) on a line after the last.
+fn yaml_pos(y: &MarkedYamlOwned, end: Pos) -> Pos {
+    let pos = Pos {
         line: y.span.start.line().max(1),
         column: y.span.start.col() + 1,
-    }
+    };
+    pos.min(end)
 }
 
-fn yaml_node(y: &MarkedYamlOwned, depth: usize, errors: &mut Vec<Syntax>) -> Node {
-    let pos = yaml_pos(y);
+fn yaml_node(y: &MarkedYamlOwned, depth: usize, end: Pos, errors: &mut Vec<Syntax>) -> Node {
+    let pos = yaml_pos(y, end);
     let fail = |errors: &mut Vec<Syntax>, message: &str| {
         errors.push(Syntax {
             pos,
@@ -99,7 +102,7 @@ fn yaml_node(y: &MarkedYamlOwned, depth: usize, errors: &mut Vec<Syntax>) -> Nod
         YamlDataOwned::Sequence(items) => Kind::Array(
             items
                 .iter()
-                .map(|i| yaml_node(i, depth + 1, errors))
+                .map(|i| yaml_node(i, depth + 1, end, errors))
                 .collect(),
         ),
         YamlDataOwned::Mapping(map) => {
@@ -113,13 +116,13 @@ fn yaml_node(y: &MarkedYamlOwned, depth: usize, errors: &mut Vec<Syntax>) -> Nod
                     YamlDataOwned::Value(ScalarOwned::FloatingPoint(f)) => f.to_string(),
                     _ => {
                         errors.push(Syntax {
-                            pos: yaml_pos(k),
+                            pos: yaml_pos(k, end),
                             message: "mapping keys must be plain strings".to_string(),
                         });
                         continue;
                     }
                 };
-                let value = yaml_node(v, depth + 1, errors);
+                let value = yaml_node(v, depth + 1, end, errors);
                 if key == "<<" {
                     // YAML merge key: `<<: *defaults` or `<<: [*a, *b]`.
                     let sources = match value.kind {
@@ -140,7 +143,7 @@ fn yaml_node(y: &MarkedYamlOwned, depth: usize, errors: &mut Vec<Syntax>) -> Nod
                 }
                 explicit.push(Entry {
                     key,
-                    key_pos: yaml_pos(k),
+                    key_pos: yaml_pos(k, end),
                     value,
                 });
             }
@@ -151,7 +154,7 @@ fn yaml_node(y: &MarkedYamlOwned, depth: usize, errors: &mut Vec<Syntax>) -> Nod
             }
             Kind::Table(explicit)
         }
-        YamlDataOwned::Tagged(_, inner) => return yaml_node(inner, depth + 1, errors),
+        YamlDataOwned::Tagged(_, inner) => return yaml_node(inner, depth + 1, end, errors),
         YamlDataOwned::Alias(_) => return fail(errors, "unresolved YAML alias"),
         YamlDataOwned::BadValue => {
             return fail(
@@ -179,6 +182,14 @@ mod tests {
         assert_eq!(e[0].value.kind, Kind::Int(3));
         assert_eq!(e[0].value.pos, Pos { line: 6, column: 6 });
         assert_eq!(e[1].key, "x");
+    }
+
+    #[test]
+    fn an_empty_complex_key_at_the_end_is_placed_within_the_text() {
+        // Found by tests/it/fuzz.rs: the parser put the error on line 3 of 2.
+        let err = parse_yaml("?\n  ").unwrap_err();
+        assert_eq!(err[0].message, "mapping keys must be plain strings");
+        assert!(err[0].pos.line <= 2, "{:?}", err[0].pos);
     }
 
     #[test]
