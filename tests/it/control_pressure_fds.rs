@@ -200,7 +200,16 @@ fn out_of_descriptors_a_newcomer_still_gets_its_line_and_nothing_spins() {
     // listener it cannot accept from would burn the whole wait.
     let mut first = &silent[0];
     first.set_read_timeout(Some(LONG * 2)).unwrap();
-    assert_eq!(first.read(&mut [0u8; 1]).expect("dropped within 20 s"), 0);
+    // A socket read with a timeout fails with EINTR after any interruption of the test
+    // process (signal(7): a stop and continue is enough), seen 3 times in 10 runs of
+    // the whole suite: read again.
+    let dropped = loop {
+        match first.read(&mut [0u8; 1]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(dropped.expect("dropped within 20 s"), 0);
     let (cpu, wall) = (cpu_ticks(sup) - cpu0, t0.elapsed());
     eprintln!(
         "out of fds (limit lowered to {lowered}): 20 newcomers told on each listener; \
