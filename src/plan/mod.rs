@@ -176,15 +176,22 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
     // At most `max_surge` replacements at a time per app: wait while that many
     // outgoing instances still serve for successors that are not ready (or stable) yet.
     let mut replacing = rollout::replacing(app, observed);
+    // The app's records in index order, walked once beside the indexes (a lookup per
+    // index compared app names a dozen times each: at 500 instances, a fifth of a turn).
+    let mut slots = observed
+        .instances
+        .range(InstanceId::new(&app.name, 0)..=InstanceId::new(&app.name, u32::MAX))
+        .peekable();
     for index in 0..app.instances {
+        let slot = slots.next_if(|(id, _)| id.index == index).map(|(_, i)| i);
         let id = InstanceId::new(&app.name, index);
         if desired.holds.contains(&id) {
-            if let Some(inst) = observed.instances.get(&id).filter(|i| i.alive()) {
+            if let Some(inst) = slot.filter(|i| i.alive()) {
                 drive_stop(Who::Slot(id), inst, Why::Asked, desired, now, plan);
             }
             continue;
         }
-        let Some(inst) = observed.instances.get(&id) else {
+        let Some(inst) = slot else {
             // A job's instances start at its times (`plan_schedules`), not now.
             if deps_ready && !job {
                 plan.actions.push(Action::Spawn(id));
@@ -253,10 +260,9 @@ fn plan_app(app: &AppSpec, desired: &Desired, observed: &Observed, now: Instant,
             reason: blocked,
         });
     }
-    for inst in observed.instances.values() {
-        if inst.id.app == app.name && inst.id.index >= app.instances {
-            retire(Who::Slot(inst.id.clone()), inst, desired, now, plan);
-        }
+    // What is left of the app's records is past its instance count.
+    for (id, inst) in slots {
+        retire(Who::Slot(id.clone()), inst, desired, now, plan);
     }
 }
 

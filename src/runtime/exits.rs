@@ -10,7 +10,7 @@ use super::{Owner, Runtime, SWEEP_GRACE};
 use crate::config::units::format_duration;
 use crate::config::RestartPolicy;
 use crate::os;
-use crate::state::{observe, ExitStatus, Fact, InstanceId, Next, Who};
+use crate::state::{observe, ExitStatus, Fact, Instance, InstanceId, Next, Who};
 
 impl Runtime {
     pub(super) fn reap(&mut self) {
@@ -106,12 +106,21 @@ impl Runtime {
     /// group has emptied. Orphaned members are reparented to us and reaped as orphans,
     /// so this runs after every reap; it costs one kill(2) per such instance.
     pub(super) fn check_groups(&mut self) {
+        let gone = |i: &Instance| {
+            i.ended()
+                .and_then(|e| e.leftovers)
+                .is_some_and(|g| !os::group_exists(g))
+        };
         let emptied: Vec<(Who, InstanceId, bool)> = self
             .observed
-            .all()
-            .filter_map(|(who, i)| Some((who, i, i.ended()?)))
-            .filter(|(_, _, e)| e.leftovers.is_some_and(|g| !os::group_exists(g)))
-            .map(|(who, i, e)| (who, i.id.clone(), e.stop.is_some()))
+            .all_where(gone)
+            .map(|(who, i)| {
+                (
+                    who,
+                    i.id.clone(),
+                    i.ended().is_some_and(|e| e.stop.is_some()),
+                )
+            })
             .collect();
         for (who, id, stopping) in emptied {
             self.record(Fact::GroupGone(who));

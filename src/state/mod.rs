@@ -241,11 +241,25 @@ impl Observed {
 
     /// Every record, current and outgoing, with its name.
     pub fn all(&self) -> impl Iterator<Item = (Who, &Instance)> {
+        self.all_where(|_| true)
+    }
+
+    /// The records for which `wanted` holds, with their names: only those are named
+    /// (a slot's name is a copy of its id, which a turn at 500 instances paid for each).
+    pub fn all_where<'a>(
+        &'a self,
+        wanted: impl Fn(&Instance) -> bool + Copy + 'a,
+    ) -> impl Iterator<Item = (Who, &'a Instance)> + 'a {
         let slots = self
             .instances
-            .values()
-            .map(|i| (Who::Slot(i.id.clone()), i));
-        let old = self.outgoing.iter().map(|(pgid, i)| (Who::Old(*pgid), i));
+            .iter()
+            .filter(move |(_, i)| wanted(i))
+            .map(|(id, i)| (Who::Slot(id.clone()), i));
+        let old = self
+            .outgoing
+            .iter()
+            .filter(move |(_, i)| wanted(i))
+            .map(|(pgid, i)| (Who::Old(*pgid), i));
         slots.chain(old)
     }
 
