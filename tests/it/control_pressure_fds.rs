@@ -5,7 +5,7 @@
 //! clients" refusal (and an HTTP one its 503), supervise never spins, and a kill -9 is
 //! still respawned.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -200,16 +200,10 @@ fn out_of_descriptors_a_newcomer_still_gets_its_line_and_nothing_spins() {
     // listener it cannot accept from would burn the whole wait.
     let mut first = &silent[0];
     first.set_read_timeout(Some(LONG * 2)).unwrap();
-    // A socket read with a timeout fails with EINTR after any interruption of the test
-    // process (signal(7): a stop and continue is enough), seen 3 times in 10 runs of
-    // the whole suite: read again.
-    let dropped = loop {
-        match first.read(&mut [0u8; 1]) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            other => break other,
-        }
-    };
-    assert_eq!(dropped.expect("dropped within 20 s"), 0);
+    assert_eq!(
+        read_once(&mut first, &mut [0u8; 1]).expect("dropped within 20 s"),
+        0
+    );
     let (cpu, wall) = (cpu_ticks(sup) - cpu0, t0.elapsed());
     eprintln!(
         "out of fds (limit lowered to {lowered}): 20 newcomers told on each listener; \

@@ -4,7 +4,7 @@
 //! respawned while they sit there, supervise sleeps, and everything recovers when they
 //! leave. (Out of descriptors altogether: `control_pressure_fds`.)
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -52,7 +52,7 @@ pub fn newcomer(port: u16) -> (u16, String, String) {
         if let Some(answer) = complete(&got) {
             break Some(answer);
         }
-        match conn.read(&mut buf) {
+        match read_once(&mut conn, &mut buf) {
             Ok(0) => break None,
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) => {
@@ -150,7 +150,10 @@ fn silent_http_clients_leave_supervision_its_descriptors() {
     let mut first = &held[0];
     first.set_read_timeout(Some(LONG * 2)).unwrap();
     let mut byte = [0u8; 1];
-    assert_eq!(first.read(&mut byte).expect("dropped within 20 s"), 0);
+    assert_eq!(
+        read_once(&mut first, &mut byte).expect("dropped within 20 s"),
+        0
+    );
     let (cpu, wall) = (cpu_ticks(sup) - cpu0, t0.elapsed());
     eprintln!("{cpu} ticks of CPU in {wall:?} until the silent clients were dropped ({:?} after they came)", filled.elapsed());
     assert!(

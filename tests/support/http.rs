@@ -11,6 +11,21 @@ use std::time::{Duration, Instant};
 /// How long one client request may take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One `read`, again while it fails with EINTR. A socket read with a timeout
+/// (SO_RCVTIMEO) is never restarted (signal(7)), and this process gets SIGCHLD at any
+/// time: ignored, it still interrupts the read when it arrives while the thread that
+/// spawned the child has every signal blocked (inside `Command::spawn`), since it is then
+/// queued and handed to another thread (perf's signal_generate shows about 20 such
+/// SIGCHLDs per run of the whole suite; the EINTR failed a test 3 times in 10 runs).
+pub fn read_once(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
