@@ -394,14 +394,16 @@ unsafe fn prepare_child(image: &mut Image) -> Result<(), libc::c_int> {
         [libc::SIG_SETMASK as usize, set, 0, 8],
     );
     // The policy the loop thread gave up for SCHED_BATCH (os::sched), back for the app.
+    // Never refused (the same weight, no privilege needed); if it were, the app would
+    // run as SCHED_BATCH rather than not at all.
     if image.sched_other {
         // The kernel's `struct sched_param` is the priority alone (musl's is longer).
         let priority: libc::c_int = 0;
         let param = &priority as *const libc::c_int as usize;
-        call(
+        sys(
             libc::SYS_sched_setscheduler,
             [0, libc::SCHED_OTHER as usize, param, 0],
-        )?;
+        );
     }
     // A session of its own: the instance is one process group, stopped as one, and
     // detached from supervise's terminal (Ctrl-C reaches supervise only).
