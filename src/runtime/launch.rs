@@ -189,9 +189,10 @@ pub fn fds_warning(eco: &Ecosystem) -> Option<String> {
     let instances: u64 = eco.apps.iter().map(|a| a.instances as u64).sum();
     (needed > ceiling).then(|| {
         format!(
-            "{instances} instances need about {needed} open files in supervise, more than \
-             its hard limit of {ceiling} (raise it: `ulimit -Hn`, LimitNOFILE=, \
-             docker --ulimit nofile=)"
+            "with {instances} instance(s), supervise needs about {needed} open files \
+             ({FIXED_FDS} of its own, the rest for the instances' pipes, log files and \
+             sockets), more than its hard limit of {ceiling} (raise it: `ulimit -Hn`, \
+             LimitNOFILE=, docker --ulimit nofile=)"
         )
     })
 }

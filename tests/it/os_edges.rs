@@ -172,7 +172,7 @@ fn check_warns_when_instances_need_more_files_than_the_limit() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     let warning = stderr_of(&out);
     assert!(
-        warning.contains("warning: 200 instances need about ")
+        warning.contains("warning: with 200 instance(s), supervise needs about ")
             && warning.contains("more than its hard limit of 256"),
         "{warning}"
     );
