@@ -90,6 +90,7 @@ pub struct Watcher {
     /// For the apps' `watch` paths, while any app has some.
     apps: Option<RecommendedWatcher>,
     shared: Arc<Shared>,
+    /// What `apps` watches (empty while there is none).
     watched: Vec<PathBuf>,
 }
 
@@ -150,7 +151,6 @@ impl Watcher {
                 Ok(watcher) => self.apps = Some(watcher),
                 Err(e) => errors.push(format!("cannot watch the apps' paths: {e}")),
             }
-            self.watched.clear();
         }
         if let Some(inner) = &mut self.apps {
             for path in self.watched.iter().filter(|p| !wanted.contains(p)) {

@@ -446,8 +446,9 @@ fn main() {
     }
     if let Some(dir) = &options.pid_dir {
         let stem = format!("{}.{}", app.app, app.instance);
-        write_atomic(&dir.join(format!("{stem}.pid")), &format!("{pid}\n"));
+        // The start first: whoever sees the new pid file finds it among the starts.
         append(&dir.join(format!("{stem}.starts")), &format!("{pid}\n"));
+        write_atomic(&dir.join(format!("{stem}.pid")), &format!("{pid}\n"));
     }
     app.fork_children();
     if let Some(dir) = &options.orphan {

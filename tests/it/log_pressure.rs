@@ -143,21 +143,6 @@ stop_timeout = "1s"
     assert_eq!(h.wait_exit(Duration::from_secs(30)).code(), Some(0));
 }
 
-/// Context switches of all of supervise's threads so far.
-fn switches(pid: i32) -> u64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .flat_map(|s| {
-            s.lines()
-                .filter(|l| l.contains("ctxt_switches"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
-}
-
 #[test]
 fn a_chatty_pipe_rests_between_reads_and_sleeps_once_quiet() {
     // One write(2) per line: the pipe rests between reads (see runtime/pipes.rs).
@@ -179,9 +164,9 @@ stop_timeout = "1s"
     compare("stdout", &h.instance_output("web.0"), &want);
     // Quiet again: no timer is left behind. Observed over a window (not a wait).
     let supervise = h.supervise_pid();
-    let before = switches(supervise);
+    let before = context_switches(supervise);
     std::thread::sleep(Duration::from_millis(300));
-    let after = switches(supervise);
+    let after = context_switches(supervise);
     assert!(
         after - before <= 1,
         "{} context switches in 300 ms with nothing to do",

@@ -132,9 +132,18 @@ fn a_low_soft_open_file_limit_is_raised_and_children_get_it_back() {
     );
     let hard = hard.to_string();
     assert_eq!(nofile_of(h.supervise_pid()), (hard.clone(), hard.clone()));
+    // "running" comes with the clone; the limits are set just before the exec.
+    let exec_done = |pid: i32| {
+        h.wait_for(
+            || cmdline(pid).is_some_and(|a| a.first().is_some_and(|p| p.ends_with("testapp"))),
+            LONG,
+        )
+    };
     let many = pid_of(instance(&report, "many", MANY - 1)).unwrap();
+    exec_done(many);
     assert_eq!(nofile_of(many), ("1024".to_string(), hard));
     let own = pid_of(instance(&report, "own", 0)).unwrap();
+    exec_done(own);
     assert_eq!(nofile_of(own), ("4096".to_string(), "4096".to_string()));
     assert_eq!(h.count_events(|t| t.contains("failed to start")), 0);
 }
@@ -181,20 +190,8 @@ fn check_warns_when_instances_need_more_files_than_the_limit() {
     assert_eq!(stderr_of(&out), "");
 }
 
-/// Every thread's voluntary context switches (its wake-ups) and names.
-fn threads_of(pid: i32) -> (u64, Vec<String>) {
-    let (mut switches, mut names) = (0, Vec::new());
-    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        switches += status
-            .lines()
-            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        names.push(fs::read_to_string(task.path().join("comm")).unwrap_or_default());
-    }
-    (switches, names)
-}
+/// One app that sleeps: supervise has nothing to do.
+const IDLE: &str = "[apps.idle]\ncommand = [\"sleep\", \"100000\"]\n";
 
 /// An app writing beside the ecosystem file (its database, its output) and a script
 /// reading the file cost supervise no wake-up: the folder is watched for finished
@@ -204,15 +201,12 @@ fn threads_of(pid: i32) -> (u64, Vec<String>) {
 fn writes_and_reads_beside_the_ecosystem_file_wake_nothing() {
     use std::io::Write;
     let mut h = Harness::new();
-    let config = h.write_config(
-        "ecosystem.toml",
-        "[apps.idle]\ncommand = [\"sleep\", \"100000\"]\n",
-    );
+    let config = h.write_config("ecosystem.toml", IDLE);
     h.start(&config);
     h.wait_for_event(|t| t.starts_with("idle.0 started"), LONG);
     let pid = h.supervise_pid();
     cli_ok(&h, &["status"]);
-    let (before, names) = threads_of(pid);
+    let (before, names) = (context_switches(pid), thread_names(pid));
     assert!(
         !names.iter().any(|n| n.starts_with("notify")),
         "a watcher thread with no app watching: {names:?}"
@@ -224,7 +218,7 @@ fn writes_and_reads_beside_the_ecosystem_file_wake_nothing() {
     }
     // The status round trip also lets any woken thread run before the count.
     cli_ok(&h, &["status"]);
-    let (after, _) = threads_of(pid);
+    let after = context_switches(pid);
     // The file's creation, and the status request, wake the loop a few times.
     assert!(
         after - before < 20,
@@ -233,46 +227,28 @@ fn writes_and_reads_beside_the_ecosystem_file_wake_nothing() {
     );
 }
 
-/// The scheduling policy of each thread of `pid` (field 41 of its stat).
-fn policies_of(pid: i32) -> Vec<i32> {
-    let mut policies = Vec::new();
-    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let stat = fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // After the command name's closing parenthesis, field 3 is the first.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        policies.push(fields[41 - 3].parse().unwrap());
-    }
-    policies
-}
-
 /// supervise's threads run as SCHED_BATCH (woken, they never preempt an app), and its
 /// apps get SCHED_OTHER back; started under another policy, supervise and its apps
 /// keep that one.
 #[test]
 fn supervise_is_batch_and_its_apps_are_not() {
-    let config = "[apps.idle]\ncommand = [\"sleep\", \"100000\"]\n";
     for (started, own, apps) in [
         (None, libc::SCHED_BATCH, libc::SCHED_OTHER),
         (Some(libc::SCHED_IDLE), libc::SCHED_IDLE, libc::SCHED_IDLE),
     ] {
         let mut h = Harness::new();
-        let config = h.write_config("ecosystem.toml", config);
+        let config = h.write_config("ecosystem.toml", IDLE);
         match started {
             None => h.start(&config),
             Some(policy) => h.start_with_policy(&config, policy),
         }
         let event = h.wait_for_event(|t| t.starts_with("idle.0 started"), LONG);
         let app = started_pid(&event);
-        let policies = policies_of(h.supervise_pid());
+        let policies = thread_policies(h.supervise_pid());
         assert!(
-            policies.iter().all(|p| *p == own),
+            !policies.is_empty() && policies.iter().all(|p| *p == own),
             "{started:?}: {policies:?}"
         );
-        assert_eq!(policies_of(app), vec![apps], "{started:?}");
+        assert_eq!(thread_policies(app), vec![apps], "{started:?}");
     }
 }

@@ -188,6 +188,46 @@ pub fn environ_var(pid: i32, name: &str) -> Option<String> {
         .find_map(|kv| kv.strip_prefix(&prefix).map(str::to_string))
 }
 
+/// The `/proc/PID/task/TID/NAME` files of every thread of `pid`, as read.
+fn per_thread(pid: i32, name: &str) -> Vec<String> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join(name)).ok())
+        .collect()
+}
+
+/// Context switches (voluntary and not) of all the threads of `pid` so far.
+pub fn context_switches(pid: i32) -> u64 {
+    per_thread(pid, "status")
+        .iter()
+        .flat_map(|s| s.lines().filter(|l| l.contains("ctxt_switches")))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The name (`comm`) of each thread of `pid`.
+pub fn thread_names(pid: i32) -> Vec<String> {
+    per_thread(pid, "comm")
+        .into_iter()
+        .map(|n| n.trim_end().to_string())
+        .collect()
+}
+
+/// The scheduling policy of each thread of `pid` (field 41 of its stat).
+pub fn thread_policies(pid: i32) -> Vec<i32> {
+    per_thread(pid, "stat")
+        .iter()
+        .filter_map(|stat| {
+            // After `comm`: state is field 3 of the line.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split_whitespace().nth(41 - 3)?.parse().ok()
+        })
+        .collect()
+}
+
 /// Open file descriptors of a process (0 if it is gone).
 pub fn fd_count(pid: i32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
