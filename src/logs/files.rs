@@ -123,7 +123,7 @@ impl LogFiles {
 
     /// Queues lines of an instance; false when the queue is full, as `try_line`.
     pub fn try_chunk(&self, chunk: Arc<Chunk>) -> bool {
-        let bytes = chunk.bytes() + chunk.len() * LINE_OVERHEAD;
+        let bytes = chunk.weight(LINE_OVERHEAD);
         self.writer.try_push(Item::Lines(chunk), bytes).is_ok()
     }
 
@@ -180,7 +180,7 @@ struct FilesDrain {
     /// Formatted bytes not yet written, all for `out_key`'s file.
     out: Vec<u8>,
     out_key: Option<(Arc<str>, u32, Part)>,
-    /// Lines of the first queued chunk already in `out`.
+    /// Bytes of the first queued chunk whose lines are already in `out`.
     taken: usize,
     /// A warning was logged for the current failure.
     warned: bool,
@@ -243,9 +243,10 @@ impl FilesDrain {
         self.flush_out()?;
         while let Some(Item::Lines(chunk)) = items.front() {
             let chunk = Arc::clone(chunk);
-            for (line, cut) in chunk.lines().skip(self.taken) {
+            let mut lines = chunk.lines_from(self.taken);
+            while let Some((line, cut)) = lines.next() {
                 self.put(&chunk, line, cut)?;
-                self.taken += 1;
+                self.taken = lines.offset();
             }
             self.taken = 0;
             items.pop_front();

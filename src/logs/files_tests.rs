@@ -400,6 +400,26 @@ fn disk_full_retries_on_its_own() {
 }
 
 #[test]
+fn a_big_read_of_plain_lines_resumes_where_the_full_disk_stopped_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = disk_full(tmp.path());
+    let files = LogFiles::start(settings(tmp.path()), None).unwrap();
+    // Several WRITE_AT pieces, its line ends not recorded (as a big pipe read gives it).
+    let text: String = (0..3000)
+        .map(|i| format!("{i:06} {}\n", "x".repeat(90)))
+        .collect();
+    let chunk = Chunk::new("web".into(), 0, Stream::Stdout, SystemTime::now())
+        .of_plain(text.clone().into_bytes(), text.len());
+    assert!(files.try_chunk(Arc::new(chunk)));
+    // Taken, formatted up to the first write, which fails.
+    wait_until("taken", || files.writer.queued_bytes() == 0);
+    fs::remove_file(&path).unwrap();
+    wait_until("retried", || read(&path).len() == text.len());
+    files.finish(Duration::from_secs(5));
+    assert!(read(&path) == text);
+}
+
+#[test]
 fn a_new_dir_on_reload_ends_the_failure() {
     let tmp = tempfile::tempdir().unwrap();
     disk_full(tmp.path());

@@ -113,21 +113,25 @@ impl LineSplitter {
 
     /// Reading in place: `data` is [`LineSplitter::pending_bytes`] followed by new bytes.
     /// When its complete lines are all plain (see [`is_plain`]) and what follows the last
-    /// needs no cut yet: where each ends (after its `\n`), and the rest becomes the
+    /// needs no cut yet: where the last one ends (after its `\n`), and the rest becomes the
     /// unfinished line. Otherwise nothing changes: `None`, push the new bytes.
-    pub fn take_plain(&mut self, data: &[u8]) -> Option<Vec<u32>> {
+    ///
+    /// The line ends themselves are not looked for (that is the reader's work, see
+    /// [`super::chunk::Chunk::of_plain`]): a `\r\n` is found by one fast search, and a
+    /// line longer than [`MAX_LINE`] by looking back from [`MAX_LINE`] bytes past a
+    /// line's start, a few times per read.
+    pub fn take_plain(&mut self, data: &[u8]) -> Option<usize> {
         let held = self.buf.len();
         debug_assert!(data.starts_with(&self.buf));
-        let ends: Vec<u32> = plain_ends(data, held).map(|end| end as u32).collect();
-        let start = ends.last().map_or(0, |&end| end as usize);
-        let stopped = memchr::memchr(b'\n', &data[start.max(held)..]).is_some();
-        if start == 0 || stopped || data.len() - start > MAX_LINE {
+        let start = memchr::memrchr(b'\n', &data[held..])? + held + 1;
+        let crlf = memchr::memchr_iter(b'\r', &data[..start]).any(|i| data[i + 1] == b'\n');
+        if crlf || data.len() - start > MAX_LINE || !lines_fit(&data[..start]) {
             return None;
         }
         self.buf.clear();
         self.buf.extend_from_slice(&data[start..]);
         self.scanned = self.buf.len();
-        Some(ends)
+        Some(start)
     }
 
     /// The process exited / the pipe closed: emit the partial last line, if any (`cut=false`),
@@ -145,6 +149,20 @@ impl LineSplitter {
         self.buf.clear();
         self.scanned = 0;
     }
+}
+
+/// Whether no line of `buf` (whole lines) is longer than [`MAX_LINE`]: from each
+/// line's start, the last `\n` within reach is the next start.
+fn lines_fit(buf: &[u8]) -> bool {
+    let mut start = 0;
+    while start < buf.len() {
+        let reach = buf.len().min(start + MAX_LINE + 1);
+        match memchr::memrchr(b'\n', &buf[start..reach]) {
+            Some(i) => start += i + 1,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Emits the complete lines of `buf` (known to hold no `\n` before `scan`) and the pieces
@@ -578,7 +596,7 @@ mod tests {
         s.push(b"held", &mut |l: &[u8], c| out.push((l.to_vec(), c)));
         let mut data = s.pending_bytes().to_vec();
         data.extend_from_slice(b" over\n\nnext\ntail");
-        assert_eq!(s.take_plain(&data), Some(vec![10, 11, 16]));
+        assert_eq!(s.take_plain(&data), Some(16));
         assert_eq!(s.pending_bytes(), b"tail");
         // Not plain: nothing changes, the bytes are pushed as usual.
         for bad in [&b"\r\nx\n"[..], b"x\r\n", b"no line end"] {
@@ -595,5 +613,19 @@ mod tests {
         assert_eq!(s.take_plain(&[b"tail", &long[..]].concat()), None);
         s.push(b"\n", &mut |l: &[u8], c| out.push((l.to_vec(), c)));
         assert_eq!(out, [(b"tail".to_vec(), false)]);
+        // A `\r` that ends no line is plain; a CRLF across the held bytes is not.
+        let mut s = LineSplitter::new();
+        assert_eq!(s.take_plain(b"10%\r20%\rdone\nheld\r"), Some(13));
+        assert_eq!(s.take_plain(b"held\r\nx\n"), None);
+        // Lines of exactly MAX_LINE bytes, among short ones, are plain.
+        let mut s = LineSplitter::new();
+        let mut data = b"a\n".to_vec();
+        for _ in 0..3 {
+            data.extend(std::iter::repeat_n(b'y', MAX_LINE));
+            data.extend_from_slice(b"\nb\n");
+        }
+        assert_eq!(s.take_plain(&data), Some(data.len()));
+        data.insert(2, b'y');
+        assert_eq!(s.take_plain(&data), None);
     }
 }

@@ -171,7 +171,7 @@ impl Output {
     /// [`QUEUE_BOUND`] bytes of instance output; the caller should then stop reading that
     /// pipe until the waker fires.
     pub fn try_chunk(&self, chunk: Arc<Chunk>) -> Result<(), Arc<Chunk>> {
-        let bytes = chunk.bytes() + chunk.len() * LINE_OVERHEAD;
+        let bytes = chunk.weight(LINE_OVERHEAD);
         self.writer
             .try_push(Item::Lines(chunk), bytes)
             .map_err(|item| match item {
@@ -236,7 +236,7 @@ impl Drain for Stdout {
                 Item::Lines(chunk) => {
                     // A big chunk goes out in pieces: the buffer stays small.
                     let mut next = 0;
-                    while next < chunk.len() {
+                    while next < chunk.bytes() {
                         next = self.fmt.chunk(&mut self.sink.buf, &chunk, next);
                         if self.sink.buf.len() >= WRITE_AT {
                             self.sink.write_buf();
@@ -302,18 +302,18 @@ impl Formatter {
         self.head = head;
     }
 
-    /// The lines of a chunk from line `from` on, with one prefix (or JSON head) made for
-    /// all, until `out` holds [`WRITE_AT`] bytes; returns the next line to format.
+    /// The lines of a chunk from the one starting at byte `from` on, with one prefix (or
+    /// JSON head) made for all, until `out` holds [`WRITE_AT`] bytes; returns where the
+    /// next line to format starts.
     fn chunk(&mut self, out: &mut Vec<u8>, c: &Chunk, from: usize) -> usize {
         let mut head = std::mem::take(&mut self.head);
         head.clear();
         self.head(&mut head, c.time, &c.app, Some(c.index), Some(c.stream));
-        let mut next = from;
-        for (line, cut) in c.lines().skip(from) {
-            if out.len() >= WRITE_AT {
+        let mut lines = c.lines_from(from);
+        while out.len() < WRITE_AT {
+            let Some((line, cut)) = lines.next() else {
                 break;
-            }
-            next += 1;
+            };
             out.extend_from_slice(&head);
             if !self.json && !cut {
                 out.extend_from_slice(line); // newline included
@@ -322,7 +322,7 @@ impl Formatter {
             }
         }
         self.head = head;
-        next
+        lines.offset()
     }
 
     /// What comes before a line's text: the text prefix, or the JSON object up to `"line":`.

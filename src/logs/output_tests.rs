@@ -439,21 +439,53 @@ impl Write for Sizes {
 
 #[test]
 fn a_big_chunk_goes_out_whole_in_bounded_writes() {
-    let sizes = Sizes::default();
-    let out = Output::start_with(Box::new(sizes.clone()), LogFormat::Text, false, false, None);
-    out.set_apps(&[("web".into(), 1)]);
-    let mut chunk = Chunk::new("web".into(), 0, Stream::Stdout, SystemTime::now());
-    let mut want = Vec::new();
-    for i in 0..20_000 {
-        let line = format!("{i:010} {}", "x".repeat(88));
-        chunk.push(line.as_bytes(), false);
-        want.extend_from_slice(format!("web.0     | {line}\n").as_bytes());
+    // Line ends recorded, or not (a big read of plain lines): the same bytes come out.
+    for plain in [false, true] {
+        let sizes = Sizes::default();
+        let out = Output::start_with(Box::new(sizes.clone()), LogFormat::Text, false, false, None);
+        out.set_apps(&[("web".into(), 1)]);
+        let mut chunk = Chunk::new("web".into(), 0, Stream::Stdout, SystemTime::now());
+        let (mut data, mut want) = (Vec::new(), Vec::new());
+        for i in 0..20_000 {
+            let line = format!("{i:010} {}", "x".repeat(88));
+            data.extend_from_slice(format!("{line}\n").as_bytes());
+            want.extend_from_slice(format!("web.0     | {line}\n").as_bytes());
+        }
+        if plain {
+            let len = data.len();
+            chunk = chunk.of_plain(data, len);
+        } else {
+            assert_eq!(chunk.push_plain(&data), data.len());
+        }
+        assert!(want.len() > 4 * WRITE_AT);
+        out.try_chunk(Arc::new(chunk)).unwrap();
+        out.finish(Duration::from_secs(10));
+        assert!(*sizes.0 .0.lock().unwrap() == want, "lines whole, in order");
+        let sizes = sizes.1.lock().unwrap();
+        assert!(sizes.len() > 4, "written in pieces: {sizes:?}");
+        assert!(sizes.iter().all(|&n| n < WRITE_AT + 200), "{sizes:?}");
     }
-    assert!(want.len() > 4 * WRITE_AT);
-    out.try_chunk(Arc::new(chunk)).unwrap();
-    out.finish(Duration::from_secs(10));
-    assert!(*sizes.0 .0.lock().unwrap() == want, "lines whole, in order");
-    let sizes = sizes.1.lock().unwrap();
-    assert!(sizes.len() > 4, "written in pieces: {sizes:?}");
-    assert!(sizes.iter().all(|&n| n < WRITE_AT + 200), "{sizes:?}");
+}
+
+#[test]
+fn plain_lines_in_json_are_objects_like_any() {
+    let text = |plain: bool| {
+        let buf = Shared::default();
+        let out = Output::start_with(Box::new(buf.clone()), LogFormat::Json, false, false, None);
+        let data = b"one\n\n{\"q\": \"\\\"\"}\n".to_vec();
+        let mut chunk = Chunk::new("web".into(), 0, Stream::Stderr, SystemTime::UNIX_EPOCH);
+        if plain {
+            let len = data.len();
+            chunk = chunk.of_plain(data, len);
+        } else {
+            chunk.push_plain(&data);
+        }
+        out.try_chunk(Arc::new(chunk)).unwrap();
+        out.finish(Duration::from_secs(10));
+        buf.text()
+    };
+    let recorded = text(false);
+    assert_eq!(recorded.lines().count(), 3);
+    assert!(recorded.contains(r#""stream":"stderr","line":"{\"q\": \"\\\"\"}"}"#));
+    assert_eq!(text(true), recorded);
 }

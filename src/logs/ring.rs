@@ -102,10 +102,9 @@ impl LogRing {
 
     /// Keeps the lines of a chunk (only those the bounds would keep).
     pub fn push_chunk(&mut self, chunk: &Chunk, time_ms: u64) {
-        let skip = chunk.len().saturating_sub(MAX_LINES);
         let mut seq = self.seq;
         let buffer = self.buffer(&chunk.app, chunk.index);
-        for (line, cut) in chunk.lines().skip(skip) {
+        for (line, cut) in chunk.last_lines(MAX_LINES) {
             seq += 1;
             buffer.append(seq, time_ms, chunk.stream, strip(line), cut);
         }

@@ -436,9 +436,9 @@ fn pump(
                         pipe.splitter.take_plain(&buf[..held + n])
                     })
                     .flatten();
-                if let Some(ends) = whole {
+                if let Some(end) = whole {
                     let data = std::mem::replace(buf, Chunk::read_buffer(held + READ_SIZE));
-                    chunk = pipe.chunk(0).of_lines(data, ends);
+                    chunk = pipe.chunk(0).of_plain(data, end);
                 } else {
                     chunk = pipe.chunk(n + held);
                     pipe.splitter.push(&buf[held..held + n], &mut chunk);
