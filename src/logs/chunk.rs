@@ -197,12 +197,15 @@ impl Chunk {
         if !self.unscanned {
             return self.lines().skip_to(self.ends.len().saturating_sub(n));
         }
-        // data ends with a `\n`: the one before the last line's start is n lines back.
-        let body = &self.data[..self.data.len().saturating_sub(1)];
+        if n == 0 {
+            return self.lines_from(self.data.len());
+        }
+        // data ends with a `\n`: the n-th one before it ends the line before the last n.
+        let body = &self.data[..self.data.len() - 1];
         let at = memchr::memrchr_iter(b'\n', body)
-            .nth(n.saturating_sub(1))
+            .nth(n - 1)
             .map_or(0, |i| i + 1);
-        self.lines_from(if n == 0 { self.data.len() } else { at })
+        self.lines_from(at)
     }
 }
 
@@ -220,7 +223,8 @@ impl Drop for Chunk {
     }
 }
 
-/// Iterator over a chunk's lines: `(line with its '\n', cut)`. Skipping is free.
+/// Iterator over a chunk's lines: `(line with its '\n', cut)`. Skipping is free where
+/// the line ends are recorded.
 pub struct Lines<'a> {
     chunk: &'a Chunk,
     /// The next line (its number; 0 in a chunk of plain lines) and where it starts.
