@@ -628,4 +628,53 @@ mod tests {
         data.insert(2, b'y');
         assert_eq!(s.take_plain(&data), None);
     }
+
+    /// As `runtime::pipes` reads: each read is taken whole when `take_plain` says so
+    /// (the chunk then finds its own line ends), else pushed.
+    fn read_in_place(data: &[u8], reads: &[usize]) -> Lines {
+        let mut s = LineSplitter::new();
+        let mut out = Lines::new();
+        let mut at = 0;
+        for &n in reads.iter().cycle() {
+            let new = &data[at..data.len().min(at + n)];
+            at += new.len();
+            let mut chunk = Chunk::new(
+                "web".into(),
+                0,
+                crate::logs::Stream::Stdout,
+                std::time::SystemTime::UNIX_EPOCH,
+            );
+            let mut buf = s.pending_bytes().to_vec();
+            buf.extend_from_slice(new);
+            match s.take_plain(&buf) {
+                Some(end) => chunk = chunk.of_plain(buf, end),
+                None => s.push(new, &mut chunk),
+            }
+            out.extend(
+                chunk
+                    .lines()
+                    .map(|(l, cut)| (l[..l.len() - 1].to_vec(), cut)),
+            );
+            if at == data.len() {
+                break;
+            }
+        }
+        s.finish(&mut |l: &[u8], cut| out.push((l.to_vec(), cut)));
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn reads_taken_whole_give_the_lines_one_push_gives(
+            parts in proptest::collection::vec(
+                (proptest::sample::select(vec![&b"a"[..], b"\n", b"\r", b"\r\n", "\u{e9}".as_bytes()]),
+                 proptest::prop_oneof![9 => 1usize..40, 1 => 30_000usize..70_000]),
+                1..60),
+            reads in proptest::collection::vec(1usize..150_000, 1..8),
+        ) {
+            let data: Vec<u8> = parts.iter().flat_map(|(p, n)| p.repeat(*n)).collect();
+            proptest::prop_assert!(read_in_place(&data, &reads) == whole(&data, true));
+        }
+    }
 }
