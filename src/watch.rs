@@ -156,12 +156,17 @@ impl Watcher {
             for path in self.watched.iter().filter(|p| !wanted.contains(p)) {
                 let _ = inner.unwatch(path);
             }
-            for path in wanted.iter().filter(|p| !self.watched.contains(p)) {
-                if let Err(e) = inner.watch(path, RecursiveMode::Recursive) {
-                    errors.push(describe_notify_error(path, e));
+            let before = std::mem::take(&mut self.watched);
+            for path in wanted {
+                if !before.contains(&path) {
+                    if let Err(e) = inner.watch(&path, RecursiveMode::Recursive) {
+                        // Not watched: the next reload tries it again.
+                        errors.push(describe_notify_error(&path, e));
+                        continue;
+                    }
                 }
+                self.watched.push(path);
             }
-            self.watched = wanted;
         } else {
             self.watched.clear();
         }
@@ -340,6 +345,37 @@ mod tests {
         watcher.read_folders();
         assert_eq!(watcher.take(), (true, BTreeSet::new()));
         assert_eq!(watcher.take(), (false, BTreeSet::new()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_app_path_that_could_not_be_watched_is_tried_again_at_the_next_set() {
+        let dir =
+            std::env::temp_dir().join(format!("supervise-watch-retry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let eco = dir.join("eco.toml");
+        let src = dir.join("src");
+        let mut poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let mut watcher = Watcher::new(waker, poll.registry(), mio::Token(1)).unwrap();
+        let apps = || vec![app(&[src.to_str().unwrap()], &[])];
+        let errors = watcher.set(vec![eco.clone()], apps());
+        assert!(
+            errors.len() == 1 && errors[0].starts_with("cannot watch"),
+            "{errors:?}"
+        );
+        std::fs::create_dir(&src).unwrap();
+        assert_eq!(watcher.set(vec![eco.clone()], apps()), Vec::<String>::new());
+        std::fs::write(src.join("main.js"), "x").unwrap();
+        // The watcher's thread wakes the waker (token 0) when it has noted the edit.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut events = mio::Events::with_capacity(4);
+        while !watcher.take().1.contains("web") {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "the edit was not seen");
+            poll.poll(&mut events, Some(left)).unwrap();
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
