@@ -89,6 +89,14 @@ impl Chunk {
         self
     }
 
+    /// Drops the kept buffers (a burst is over: their pages go back to the system).
+    pub fn release_spares() {
+        if let Ok(mut spares) = SPARES.lock() {
+            spares.clear();
+            spares.shrink_to_fit();
+        }
+    }
+
     /// A buffer of at least `len` initialized bytes to read into: a kept one when there
     /// is (zeroed only past its old length), else a new one.
     pub fn read_buffer(len: usize) -> Vec<u8> {

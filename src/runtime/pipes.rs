@@ -72,6 +72,9 @@ const IN_PLACE: usize = crate::logs::chunk::POOLED;
 /// A wake-up that reads this much is a burst, not chatter: resting would only let the
 /// pipe fill and block the app, so the pipe stays watched.
 const BURST: usize = GROWN_PIPE / 4;
+/// A burst's buffers (the read buffer and the pooled chunk buffers, about 3 MiB) are
+/// given back this long after its last big read: one wake-up per burst, not a timer.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 struct Pipe {
     fd: OwnedFd,
@@ -105,6 +108,8 @@ pub struct Pipes {
     resting: VecDeque<(Instant, Token)>,
     /// supervise is leaving: pipes are watched, never rest.
     leaving: bool,
+    /// When to give a burst's buffers back ([`TRIM_AFTER`]).
+    trim_at: Option<Instant>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -126,6 +131,7 @@ impl Pipes {
             exits: 0,
             resting: VecDeque::new(),
             leaving: false,
+            trim_at: None,
         }
     }
 
@@ -199,9 +205,10 @@ impl Pipes {
         }
     }
 
-    /// When the next resting pipe is to be read.
+    /// When the next resting pipe is to be read, or a burst's buffers given back.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.resting.front().map(|(at, _)| *at)
+        let rest = self.resting.front().map(|(at, _)| *at);
+        rest.into_iter().chain(self.trim_at).min()
     }
 
     /// Reads the resting pipes whose time has come: one that gave nothing is watched
@@ -209,6 +216,7 @@ impl Pipes {
     /// many chatty pipes share wake-ups (two per rest at most).
     pub fn wake_due(&mut self, registry: &Registry, sink: &mut dyn LineSink) {
         let now = Instant::now();
+        self.trim_due(now);
         while let Some(&(at, token)) = self.resting.front() {
             if at > now + REST / 2 {
                 break;
@@ -223,6 +231,17 @@ impl Pipes {
                 continue;
             }
             self.resting.push_back((now + REST, token));
+        }
+    }
+
+    /// A burst ended [`TRIM_AFTER`] ago: its pages go back to the system. Without this,
+    /// one 200 MB burst left supervise's RSS at 9.7 MiB instead of 4.9 for good.
+    fn trim_due(&mut self, now: Instant) {
+        if self.trim_at.is_some_and(|at| at <= now) {
+            self.trim_at = None;
+            // A new buffer's pages are touched only by what is read into it.
+            self.buf = vec![0; READ_SIZE];
+            Chunk::release_spares();
         }
     }
 
@@ -347,6 +366,9 @@ impl Pipes {
             return (Turn::Closed, 0);
         };
         let (turn, got) = pump(pipe, sink, &mut self.buf, reads);
+        if got >= BURST {
+            self.trim_at = Some(Instant::now() + TRIM_AFTER);
+        }
         match turn {
             Turn::Idle => {}
             Turn::Again => {
@@ -480,5 +502,57 @@ mod tests {
                 .any(|e| e.token() == Token(16) && e.is_readable()),
             "no readable event for a pipe added with data in it"
         );
+    }
+
+    /// Takes every chunk, refusing nothing.
+    struct Taker(usize);
+
+    impl LineSink for Taker {
+        fn lost(&mut self, _: &InstanceId, _: Stream, _: u64) {}
+        fn deliver(&mut self, chunk: &Arc<Chunk>, _: &mut u8) -> bool {
+            self.0 += chunk.bytes();
+            true
+        }
+    }
+
+    #[test]
+    fn a_burst_gives_its_buffers_back_once_it_is_over() {
+        let poll = mio::Poll::new().unwrap();
+        let flags = nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK;
+        let (read, write) = nix::unistd::pipe2(flags).unwrap();
+        let mut pipes = Pipes::new(16);
+        let id = InstanceId::new("web", 0);
+        pipes
+            .add(poll.registry(), read, &id, Stream::Stdout)
+            .unwrap();
+        let mut sink = Taker(0);
+        // Chatter sets no deadline.
+        nix::unistd::write(&write, b"a line\n").unwrap();
+        pipes.readable(poll.registry(), Token(16), &mut sink);
+        assert_eq!((sink.0, pipes.next_deadline()), (7, None));
+        // A burst: more than BURST in one wake-up.
+        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(GROWN_PIPE as i32));
+        let line = [b'x'; 99].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        let mut written = 0;
+        while written < BURST + 100 {
+            written += nix::unistd::write(&write, &line).unwrap();
+        }
+        let before = Instant::now();
+        pipes.readable(poll.registry(), Token(16), &mut sink);
+        assert_eq!(sink.0, 7 + written);
+        let at = pipes
+            .next_deadline()
+            .expect("a deadline to give the buffers back");
+        assert!(at >= before + TRIM_AFTER && at <= Instant::now() + TRIM_AFTER);
+        // Not yet due: kept. Due: a new read buffer, and no deadline left.
+        let used = pipes.buf.as_ptr();
+        pipes.trim_due(at - Duration::from_millis(1));
+        assert_eq!(
+            (pipes.buf.as_ptr(), pipes.next_deadline()),
+            (used, Some(at))
+        );
+        pipes.trim_due(at);
+        assert_eq!(pipes.next_deadline(), None);
+        assert!(pipes.buf.as_ptr() != used && pipes.buf.len() == READ_SIZE);
     }
 }
