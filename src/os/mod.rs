@@ -3,6 +3,7 @@
 
 pub mod fds;
 pub mod folder_watch;
+pub mod heap;
 mod image;
 pub mod limits;
 pub mod notify_parent;

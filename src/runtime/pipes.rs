@@ -242,6 +242,7 @@ impl Pipes {
             // A new buffer's pages are touched only by what is read into it.
             self.buf = vec![0; READ_SIZE];
             Chunk::release_spares();
+            crate::os::heap::give_back();
         }
     }
 

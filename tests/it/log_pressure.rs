@@ -175,3 +175,42 @@ stop_timeout = "1s"
     h.send_signal(Signal::SIGTERM);
     assert_eq!(h.wait_exit(Duration::from_secs(30)).code(), Some(0));
 }
+
+#[test]
+fn a_burst_gives_its_memory_back_once_it_is_over() {
+    // 20 MB of 100-byte lines in 64 KiB writes: the reads fill the 1 MiB read buffer,
+    // and the chunk buffers go round the pool (see runtime/pipes.rs, TRIM_AFTER).
+    const N: usize = 200_000;
+    let mut h = Harness::new();
+    let text: String = (0..N)
+        .map(|i| format!("{i:010} {}\n", "x".repeat(88)))
+        .collect();
+    let data = h.write_file("lines.txt", &text);
+    let config = h.write_config(
+        "eco.toml",
+        &format!(
+            r#"
+[apps.web]
+command = ["sh", "-c", "while [ ! -e go ]; do sleep 0.02; done; dd if={} bs=65500 status=none; exec sleep 1000"]
+stop_timeout = "1s"
+"#,
+            data.display()
+        ),
+    );
+    h.start(&config);
+    h.wait_for_event(|t| t.starts_with("web.0 started"), LONG);
+    let supervise = h.supervise_pid();
+    let before = vm_rss_kib(supervise);
+    h.write_file("go", "");
+    h.wait_for(
+        || h.instance_output("web.0").len() >= N,
+        Duration::from_secs(60),
+    );
+    // Kept, the read buffer and two pooled ones alone would be 3 MiB more.
+    h.wait_for(
+        || vm_rss_kib(supervise) <= before + 2560,
+        Duration::from_secs(10),
+    );
+    h.send_signal(Signal::SIGTERM);
+    assert_eq!(h.wait_exit(Duration::from_secs(30)).code(), Some(0));
+}
