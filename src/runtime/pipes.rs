@@ -239,7 +239,8 @@ impl Pipes {
     fn trim_due(&mut self, now: Instant) {
         if self.trim_at.is_some_and(|at| at <= now) {
             self.trim_at = None;
-            // A new buffer's pages are touched only by what is read into it.
+            // A fresh buffer: when the allocator maps it anew, its pages are touched only
+            // by what is read into it (recycled heap memory is zeroed, so touched).
             self.buf = vec![0; READ_SIZE];
             Chunk::release_spares();
             crate::os::heap::give_back();
