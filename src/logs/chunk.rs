@@ -188,15 +188,12 @@ impl Chunk {
 
     /// The lines from the one starting at byte `at` (a [`Lines::offset`]) on.
     pub fn lines_from(&self, at: usize) -> Lines<'_> {
-        let mut lines = self.lines();
-        if at > 0 {
-            lines.at = at.min(self.data.len());
-            if !self.unscanned {
-                lines.n = self.ends.partition_point(|&end| (end as usize) <= at);
-                let first = lines.n as u32;
-                lines.cuts = self.cuts.partition_point(|&c| c < first);
-            }
+        if !self.unscanned {
+            let n = self.ends.partition_point(|&end| (end as usize) <= at);
+            return self.lines().skip_to(n);
         }
+        let mut lines = self.lines();
+        lines.at = at.min(self.data.len());
         lines
     }
 
